@@ -1,0 +1,181 @@
+"""The ``ilsvrc`` command: parses arguments and calls the Python API.
+
+A ``UserError`` is printed as one line on stderr with exit code 2; so is any
+argument mistake. Everything here can be done from Python:
+``ilsvrc.train``, ``ilsvrc.evaluate``, ``ilsvrc.predict``, ``ilsvrc.stats``.
+"""
+
+import argparse
+import json
+import sys
+import warnings
+
+from . import __version__
+from .errors import Interrupted, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is in --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (default: the GPU if any), cpu, cuda, cuda:N")
+    p.add_argument("--workers", type=int, default=None, help="loader worker processes (default: one per core, up to 8)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ilsvrc", description="The ConvNets that won ImageNet, as their papers describe them.")
+    parser.add_argument("--version", action="version", version=f"ilsvrc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a recipe (default: the AlexNet paper's)")
+    t.add_argument("--recipe", default="alexnet", help="recipe name (default: alexnet)")
+    t.add_argument("--data", help="ImageFolder root with train/ and val/ (default: $ILSVRC_DATA/imagenette, or Imagenette downloaded to the cache)")
+    t.add_argument("--out", help="run directory (default: runs/RECIPE)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--epochs", type=int, help="recipe override: epochs")
+    t.add_argument("--batch-size", type=int, help="recipe override: batch size")
+    t.add_argument("--lr", type=float, help="recipe override: initial learning rate")
+    t.add_argument("--image-size", type=int, help="recipe override: network input size (the rescaled size follows: 224 of 256)")
+    t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
+    v.add_argument("--lrn", type=_bool, metavar="BOOL", help="local response normalisation after conv1 and conv2")
+    v.add_argument("--pool", metavar="WINDOW/STRIDE", help="max-pooling: 3/2 (overlapping) or 2/2")
+    v.add_argument("--towers", type=int, choices=(1, 2), help="two towers (groups=2 in conv2, conv4, conv5) or one")
+    v.add_argument("--activation", choices=("relu", "tanh"))
+    v.add_argument("--dropout", type=float, metavar="P", help="dropout on fc6 and fc7 (0 turns it off)")
+    v.add_argument("--remove-conv", choices=("conv3", "conv4", "conv5"), help="drop one middle conv layer")
+    v.add_argument("--bias-init", type=float, metavar="B", help="bias of conv2, conv4, conv5, fc6, fc7 (paper: 1)")
+    v.add_argument("--pca-lighting", type=float, metavar="STD", help="std of the PCA lighting draws (paper: 0.1; 0 turns it off)")
+    v.add_argument("--mean", choices=("image", "channel"), help="subtract the mean image or the per-channel mean")
+    v.add_argument("--test-crops", type=int, choices=(1, 10), help="validation views per image")
+    _common(t)
+
+    e = sub.add_parser("eval", help="top-1 and top-5 error of a checkpoint on the held-out split")
+    e.add_argument("checkpoint", help="a .pt file or a run directory (its best.pt, else last.pt)")
+    e.add_argument("--data", help="ImageFolder root (default: the data the checkpoint was trained on)")
+    e.add_argument("--ten-crop", action="store_true", help="average the softmax over ten crops (Sec. 4.1)")
+    e.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _common(e)
+
+    p = sub.add_parser("predict", help="the five most probable classes of each image")
+    p.add_argument("checkpoint", help="a .pt file or a run directory")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=5, help="how many classes to show (default: 5)")
+    p.add_argument("--ten-crop", action="store_true", help="average the softmax over ten crops")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--device", default="auto")
+
+    s = sub.add_parser("stats", help="compute (or show the cached) mean image and RGB eigenvectors of a training set")
+    s.add_argument("data", help="ImageFolder root with train/")
+    s.add_argument("--recipe", default="alexnet", help="recipe whose rescaled size to use (default: alexnet)")
+    s.add_argument("--image-size", type=int, help="network input size; the rescaled size follows as in train")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+SWITCHES = ("lrn", "pool", "towers", "activation", "dropout", "remove_conv", "bias_init", "pca_lighting", "mean", "test_crops")
+
+
+def _train(a) -> int:
+    from .train import train
+
+    overrides = {k: getattr(a, k) for k in ("epochs", "batch_size", "lr", "image_size", *SWITCHES)}
+    row = train(
+        a.recipe, a.data, a.out or f"runs/{a.recipe}", max_steps=a.max_steps, device=a.device,
+        workers=a.workers, seed=a.seed, resume=a.resume, progress=not a.no_progress, **overrides,
+    )
+    print(json.dumps(row) if row else "nothing to do: the run has already reached its end")
+    return 0
+
+
+def _eval(a) -> int:
+    from .evaluate import evaluate
+
+    r = evaluate(
+        a.checkpoint, a.data, ten_crop=a.ten_crop, batch_size=a.batch_size, device=a.device,
+        workers=a.workers, progress=not a.no_progress,
+    )
+    if a.json:
+        print(json.dumps(r))
+    else:
+        view = "ten crops" if r["crops"] == 10 else "centre crop"
+        print(f"{r['split']} ({r['images']} images, {view}): top-1 error {r['top1_error']:.2f}%, top-5 error {r['top5_error']:.2f}%")
+    return 0
+
+
+def _predict(a) -> int:
+    from .predict import predict
+
+    results = predict(a.checkpoint, a.images, top=a.top, ten_crop=a.ten_crop, device=a.device)
+    if a.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        print(r["image"])
+        for t in r["top"]:
+            label = t["name"] if t["name"] == t["class"] else f"{t['name']} ({t['class']})"
+            print(f"  {t['probability']:7.2%}  {label}")
+    return 0
+
+
+def _stats(a) -> int:
+    from .data.stats import for_dataset
+
+    st, path = for_dataset(a.data, recipe=a.recipe, image_size=a.image_size, workers=a.workers, progress=not a.no_progress)
+    summary = {
+        "size": st.size,
+        "images": st.count,
+        "skipped": len(st.skipped),
+        "mean_rgb": [round(v, 3) for v in st.mean_rgb.tolist()],
+        "eigval": [round(v, 6) for v in st.eigval.tolist()],
+        "eigvec": [[round(v, 4) for v in row] for row in st.eigvec.tolist()],
+        "cache": str(path),
+    }
+    if a.json:
+        print(json.dumps(summary))
+    else:
+        for k, v in summary.items():
+            print(f"{k:9s} {v}")
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"warning: {message}\n"
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    command = {"train": _train, "eval": _eval, "predict": _predict, "stats": _stats}[args.command]
+    try:
+        return command(args)
+    except UserError as e:
+        print(f"ilsvrc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:  # training saved its place first
+        print(f"ilsvrc {args.command}: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"ilsvrc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

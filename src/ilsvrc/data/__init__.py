@@ -1,0 +1,1 @@
+"""Data, in the order it flows: folders -> statistics -> transforms -> loaders."""

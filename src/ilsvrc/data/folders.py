@@ -1,0 +1,114 @@
+"""ImageFolder-layout datasets, read as ImageNet itself is laid out.
+
+``<root>/train/<class>/<image>`` and ``<root>/val/<class>/<image>`` (or
+``test/`` as the held-out split when there is no ``val/``). Images are decoded
+to RGB whatever they hold (greyscale, CMYK, a PNG behind a .JPEG name: all
+occur in real ImageNet); a file nothing can decode is reported, not fatal.
+"""
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms.v2 import functional as TF
+
+from ..errors import UserError
+
+HELD_OUT = ("val", "test")  # the held-out split: val/ if present, else test/
+
+
+@dataclass
+class Split:
+    """One split: its folder and its (path, label) items."""
+
+    name: str
+    root: Path
+    items: list[tuple[str, int]]
+
+
+@dataclass
+class Dataset:
+    """A dataset root with its training split, held-out split and class list."""
+
+    root: Path
+    classes: list[str]
+    train: Split
+    heldout: Split
+
+
+def _classes(folder: Path) -> list[str]:
+    try:
+        return find_classes(str(folder))[0]
+    except FileNotFoundError:
+        raise UserError(f"{folder} has no class folders (expected {folder}/<class>/<image>)") from None
+
+
+def _items(name: str, folder: Path, classes: list[str]) -> Split:
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        items = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as e:
+        raise UserError(f"{folder}: {str(e).splitlines()[0]}") from None
+    return Split(name, folder, items)
+
+
+def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
+    """Check the layout of ``root`` and list its images.
+
+    With ``need_train=False`` (evaluation) a missing ``train/`` is allowed and
+    the class list comes from the held-out split.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist or is not a folder")
+    heldout_dir = next((root / s for s in HELD_OUT if (root / s).is_dir()), None)
+    train_dir = root / "train"
+    if heldout_dir is None:
+        raise UserError(f"{root} has no val/ or test/ folder (expected {root}/train/<class>/... and {root}/val/<class>/...)")
+    if need_train and not train_dir.is_dir():
+        raise UserError(f"{root} has no train/ folder (expected {root}/train/<class>/...)")
+    heldout_classes = _classes(heldout_dir)
+    classes = _classes(train_dir) if train_dir.is_dir() else heldout_classes
+    if classes != heldout_classes:
+        only_train = sorted(set(classes) - set(heldout_classes))
+        only_held = sorted(set(heldout_classes) - set(classes))
+        raise UserError(
+            f"{train_dir} and {heldout_dir} have different classes"
+            f" (only in train: {', '.join(only_train[:3]) or '-'}; only in {heldout_dir.name}: {', '.join(only_held[:3]) or '-'})"
+        )
+    train = _items("train", train_dir, classes) if train_dir.is_dir() else Split("train", train_dir, [])
+    return Dataset(root, classes, train, _items(heldout_dir.name, heldout_dir, classes))
+
+
+def decode_rgb(path: str) -> torch.Tensor | None:
+    """The image at ``path`` as a uint8 RGB tensor (3, H, W), or None if
+    neither torchvision's decoders nor PIL can read it."""
+    try:
+        return decode_image(read_file(path), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError, OSError):
+        pass
+    try:  # PIL reads formats and corner cases torchvision's decoders do not
+        with Image.open(path) as im:
+            return TF.pil_to_tensor(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return None
+
+
+class SkippedImageWarning(UserWarning):
+    """An image file that no decoder could read was left out."""
+
+
+_warned: set[str] = set()
+
+
+def warn_skipped(paths: list[str] | str) -> None:
+    """One warning per unreadable file per process, however often it is met."""
+    for path in [paths] if isinstance(paths, str) else paths:
+        if path not in _warned:
+            _warned.add(path)
+            warnings.warn(f"skipped {path}: not a readable image", SkippedImageWarning, stacklevel=2)

@@ -1,0 +1,136 @@
+"""Training-set statistics the paper's pipeline needs (AlexNet Sec. 2, 4.1).
+
+- the mean image: the per-pixel mean over the training set of the rescaled
+  ``size x size`` images (cuda-convnet's data mean), and its per-channel mean;
+- the eigenvalues and eigenvectors of the 3x3 covariance of RGB values over
+  all pixels of the training set, for PCA lighting (values scaled to [0, 1]).
+
+They are computed once, in one pass over the training images, and cached in
+``$ILSVRC_CACHE`` (default ``~/.cache/ilsvrc``) under a key made of the
+dataset's path, its file list (names, sizes, times) and the image size, so a
+changed dataset is never served stale statistics.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..checkpoint import atomic_save
+from .folders import Split, decode_rgb, warn_skipped
+from .transforms import rescale
+
+
+@dataclass
+class Stats:
+    size: int  # side of the rescaled square images the statistics describe
+    mean_image: torch.Tensor  # (3, size, size), 0-255
+    mean_rgb: torch.Tensor  # (3,), 0-255
+    eigval: torch.Tensor  # (3,), descending, of the covariance of RGB in [0, 1]
+    eigvec: torch.Tensor  # (3, 3), column i is the eigenvector of eigval[i]
+    count: int  # images that went in
+    skipped: list[str] = field(default_factory=list)  # files that could not be decoded
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Stats":
+        return cls(**d)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ILSVRC_CACHE") or Path.home() / ".cache" / "ilsvrc")
+
+
+def cache_key(split: Split, size: int) -> str:
+    h = hashlib.sha256(f"{split.root.resolve()}|{size}".encode())
+    for path, label in split.items:
+        st = os.stat(path)
+        h.update(f"{path}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+class _Rescaled(torch.utils.data.Dataset):
+    def __init__(self, items, size):
+        self.items, self.size = items, size
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        path = self.items[i][0]
+        img = decode_rgb(path)
+        return (None, path) if img is None else (rescale(img, self.size), path)
+
+
+def compute(split: Split, size: int, workers: int = 0, progress: bool = True) -> Stats:
+    """One pass over ``split``'s images rescaled to ``size x size``."""
+    loader = DataLoader(
+        _Rescaled(split.items, size), batch_size=None, num_workers=workers, generator=torch.Generator()
+    )
+    total = torch.zeros(3, size, size, dtype=torch.float64)
+    outer = torch.zeros(3, 3, dtype=torch.float64)
+    count, skipped = 0, []
+    for img, path in tqdm(loader, desc="statistics", unit="img", disable=not progress, leave=False):
+        if img is None:
+            warn_skipped(path)
+            skipped.append(path)
+            continue
+        x = img.to(torch.float64)
+        total += x
+        pixels = x.reshape(3, -1) / 255.0
+        outer += pixels @ pixels.T
+        count += 1
+    if count == 0:
+        raise ValueError(f"no readable images in {split.root}")
+    mean_image = total / count
+    mean_rgb = mean_image.mean(dim=(1, 2))
+    n_pixels = count * size * size
+    m = mean_rgb / 255.0
+    cov = outer / n_pixels - torch.outer(m, m)
+    eigval, eigvec = torch.linalg.eigh(cov)  # ascending
+    order = eigval.argsort(descending=True)
+    return Stats(
+        size=size,
+        mean_image=mean_image.float(),
+        mean_rgb=mean_rgb.float(),
+        eigval=eigval[order].clamp(min=0).float(),
+        eigvec=eigvec[:, order].float(),
+        count=count,
+        skipped=skipped,
+    )
+
+
+def cache_path(split: Split, size: int) -> Path:
+    return cache_dir() / "stats" / f"{cache_key(split, size)}.pt"
+
+
+def load_or_compute(split: Split, size: int, workers: int = 0, progress: bool = True) -> Stats:
+    """The statistics of ``split`` at ``size``, from the cache when present."""
+    path = cache_path(split, size)
+    if path.exists():
+        try:
+            return Stats.from_dict(torch.load(path, weights_only=True))
+        except Exception:  # a damaged cache entry is recomputed, not fatal
+            pass
+    stats = compute(split, size, workers, progress)
+    atomic_save(stats.to_dict(), path)
+    return stats
+
+
+def for_dataset(root, recipe: str = "alexnet", image_size: int | None = None, workers: int | None = None,
+                progress: bool = True) -> tuple[Stats, Path]:
+    """The statistics of the training split of ``root`` at the rescaled size
+    ``recipe`` uses (scaled with ``image_size``), and where they are cached."""
+    from .. import recipes
+    from ..device import default_workers
+    from .folders import open_dataset
+
+    split = open_dataset(root).train
+    size = recipes.resolve(recipe, image_size=image_size)["data"]["resize"]
+    return load_or_compute(split, size, default_workers(workers), progress), cache_path(split, size)

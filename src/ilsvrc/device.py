@@ -1,0 +1,39 @@
+"""Where the work runs: the device, its number format and the loader workers."""
+
+import contextlib
+import os
+
+import torch
+
+from .errors import UserError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name} asked for, but this machine has no CUDA GPU")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    return dev
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain float32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def default_workers(workers: int | None = None) -> int:
+    """Loader worker processes: as asked, else one per core up to 8."""
+    if workers is not None:
+        if workers < 0:
+            raise UserError(f"--workers must be 0 or more, not {workers}")
+        return workers
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

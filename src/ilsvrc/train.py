@@ -1,0 +1,356 @@
+"""Training, as Section 5 of the AlexNet paper describes it.
+
+Stochastic gradient descent with momentum and weight decay on batches of the
+paper's augmented images; the learning rate divided by 10 when the validation
+error stops improving. Each epoch appends one row to ``metrics.jsonl`` and to
+the TensorBoard log in ``tb/``, and writes ``last.pt`` (everything needed to
+go on) and, when the validation top-1 error is the best so far, ``best.pt``.
+``resume=True`` continues from ``last.pt`` exactly where the run stopped: the
+same batches, the same dropout masks, the same weights at the end.
+
+Run directory::
+
+    config.json    the resolved recipe, data and seed
+    metrics.jsonl  one JSON object per epoch (and one where a run stopped early)
+    tb/            TensorBoard event files
+    last.pt        model, optimizer, schedule, position and RNG state
+    best.pt        the model at its best validation top-1 error
+"""
+
+import json
+import math
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from . import checkpoint as ckpts
+from . import recipes
+from .data.default import default_data
+from .data.folders import open_dataset, warn_skipped
+from .data.loaders import Images, loader
+from .data.stats import Stats, load_or_compute
+from .data.transforms import PaperTransforms, check_settings
+from .device import autocast, default_workers, pick_device
+from .errors import Interrupted, UserError
+from .evaluate import count_errors, evaluate_model
+from .models import build
+
+# Settings that may change when a run is resumed: how long it goes on.
+RESUMABLE = {"epochs"}
+LOG_EVERY = 10  # steps between progress-bar and TensorBoard updates (each one syncs with the device)
+
+
+def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict) -> dict:
+    """The resolved recipe: from the checkpoint when resuming, else from the recipe file."""
+    if resume_ckpt is None:
+        return recipes.resolve(recipe, **overrides)
+    plan = resume_ckpt["config"]
+    if recipe != plan["recipe"]:
+        raise UserError(f"the checkpoint was trained with recipe {plan['recipe']}, not {recipe}")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        table = next((t for t in recipes.TABLES if key in plan[t]), None)
+        if table is None:
+            raise UserError(f"recipe {plan['recipe']} has no setting {key}")
+        if plan[table][key] != value and key not in RESUMABLE:
+            raise UserError(
+                f"--resume continues the run as it was started: {key} is {plan[table][key]!r} in the checkpoint, not {value!r}"
+            )
+        plan[table][key] = value
+    return plan
+
+
+def _validate(plan: dict, num_classes: int) -> torch.nn.Module:
+    """Build the model and check the data settings before anything is written."""
+    d = plan["data"]
+    try:
+        check_settings(d["image_size"], d["resize"], d["mean"], d["test_crops"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    for key in ("batch_size", "epochs"):
+        value = plan["optim"].get(key, plan["schedule"].get(key))
+        if not isinstance(value, int) or value < 1:
+            raise UserError(f"{key} must be a positive whole number, not {value!r}")
+    if plan["optim"]["lr"] <= 0:
+        raise UserError(f"the learning rate must be positive, not {plan['optim']['lr']}")
+    return build(plan["network"], num_classes, d["image_size"], **plan["model"])
+
+
+def _scheduler(opt: torch.optim.Optimizer, s: dict, lr: float):
+    if s["kind"] != "plateau":
+        raise UserError(f"unknown schedule kind {s['kind']!r}")
+    # min_lr stops the divisions after max_reductions of them (Sec. 5: three).
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=s["factor"], patience=s["patience"], min_lr=lr * s["factor"] ** s["max_reductions"]
+    )
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _append_row(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+
+
+def _keep_rows_until(path: Path, step: int) -> None:
+    """Drop metrics rows written after the checkpoint being resumed from."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    ckpts.atomic_write(path, lambda f: f.write("".join(r + "\n" for r in rows).encode()))
+
+
+def train(
+    recipe: str = "alexnet",
+    data=None,
+    out="runs/alexnet",
+    *,
+    max_steps: int | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    checkpoint_minutes: float = 10.0,
+    **overrides,
+) -> dict:
+    """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
+
+    ``overrides`` replace recipe values by name (``epochs=1``, ``lr=0.02``,
+    ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
+    stops after that many optimizer steps in all. Returns the last metrics row.
+    """
+    out = Path(out)
+    last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+
+    # Everything is checked before anything is written (DESIGN.md: a user
+    # error leaves the run directory as it was).
+    if resume:
+        if not last_path.exists():
+            raise UserError(f"nothing to resume: {last_path} does not exist")
+        ckpt = ckpts.load(last_path)
+    else:
+        if last_path.exists() or best_path.exists():
+            raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        ckpt = None
+    if max_steps is not None and max_steps < 1:
+        raise UserError(f"--max-steps must be positive, not {max_steps}")
+    plan = _plan(recipe, ckpt, overrides)
+    if ckpt is not None:
+        seed = ckpt["seed"]
+        data = data or ckpt["data_root"]
+    root = Path(data) if data else default_data()
+    dataset = open_dataset(root)
+    if ckpt is not None and dataset.classes != ckpt["classes"]:
+        raise UserError(f"{root} has other classes than the checkpoint in {out}")
+    torch.manual_seed(seed)  # the initial weights (Sec. 5) and dropout masks follow the seed
+    model = _validate(plan, len(dataset.classes))
+    dev = pick_device(device)
+    workers = default_workers(workers)
+    d, o, s = plan["data"], plan["optim"], plan["schedule"]
+
+    stats = Stats.from_dict(ckpt["stats"]) if ckpt else load_or_compute(dataset.train, d["resize"], workers, progress)
+    transforms = PaperTransforms(stats, d["image_size"], d["mean"], d["flip"], d["pca_lighting"])
+
+    model = model.to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
+    sched = _scheduler(opt, s, o["lr"])
+    steps_per_epoch = math.ceil(len(dataset.train.items) / o["batch_size"])
+    epoch, position, step, best = 0, 0, 0, math.inf
+    sums = {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        epoch, position, step, best, sums = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["best_top1"], ckpt["sums"]
+        _set_rng_state(ckpt["rng"])
+        _keep_rows_until(metrics_path, step)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes}
+    ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"))
+    train_images = Images(dataset.train.items, transforms)
+    test_images = Images(dataset.heldout.items, transforms, crops=d["test_crops"])
+    pin = dev.type == "cuda"
+
+    def state(complete: bool) -> dict:
+        """Everything a resumed run needs, at the current position."""
+        return {
+            "format": 1,
+            "config": plan,
+            "data_root": str(root.resolve()),
+            "seed": seed,
+            "classes": dataset.classes,
+            "stats": stats.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch + 1 if complete else epoch,
+            "batch": 0 if complete else position,
+            "step": step,
+            "best_top1": best,
+            "sums": {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0} if complete else dict(sums),
+            "rng": _rng_state(),
+        }
+
+    def finish_epoch(complete: bool) -> dict:
+        """Validate, log one row, step the schedule and write checkpoints."""
+        nonlocal best
+        val = evaluate_model(model, loader(test_images, o["batch_size"], shuffle=False, workers=workers, pin_memory=pin), dev)
+        n = max(sums["images"], 1)
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "complete": complete,
+            "train_loss": sums["loss"] / n,
+            "train_error": 100.0 * sums["errors"] / n,
+            "val_top1_error": val["top1_error"],
+            "val_top5_error": val["top5_error"],
+            "lr": opt.param_groups[0]["lr"],
+            "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
+            "epoch_time_s": sums["seconds"],
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s"):
+            writer.add_scalar(f"epoch/{key}", row[key], step)
+        writer.flush()
+        _append_row(metrics_path, row)
+        if complete:
+            sched.step(val["top1_error"])  # Sec. 5: divide by 10 when the validation error stops improving
+        if val["top1_error"] < best:
+            best = val["top1_error"]
+            keep = ("format", "config", "data_root", "seed", "classes", "stats", "model", "epoch", "step")
+            ckpts.atomic_save({k: v for k, v in state(complete).items() if k in keep} | {"val": val}, best_path)
+        ckpts.atomic_save(state(complete), last_path)
+        tqdm.write(
+            f"epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
+            f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
+            f" | lr {row['lr']:.2g} | {row['images_per_s']:.0f} img/s"
+        )
+        return row
+
+    row: dict = {}
+    stop = _StopRequest()
+    last_save = time.monotonic()
+    with stop, writer:
+        while epoch < s["epochs"] and (max_steps is None or step < max_steps) and not stop:
+            model.train()
+            batches = loader(
+                train_images, o["batch_size"], shuffle=True, seed=seed, epoch=epoch,
+                start_batch=position, workers=workers, pin_memory=pin,
+            )
+            bar = tqdm(
+                total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{s['epochs']}",
+                unit="step", disable=not progress, leave=False,
+            )
+            # Loss and errors stay on the device; they are read every LOG_EVERY steps.
+            loss_sum = torch.zeros((), device=dev)
+            err_sum = torch.zeros((), dtype=torch.long, device=dev)
+            tick = time.perf_counter()
+
+            def fold() -> None:
+                """Move the device-side sums and the elapsed time into ``sums``."""
+                nonlocal tick
+                now = time.perf_counter()
+                sums["seconds"] += now - tick
+                sums["loss"] += loss_sum.item()
+                sums["errors"] += int(err_sum.item())
+                loss_sum.zero_(), err_sum.zero_()
+                tick = now
+
+            for batch in batches:
+                warn_skipped(batch.skipped)
+                if len(batch.labels):
+                    x = batch.images.to(dev, non_blocking=True)
+                    y = batch.labels.to(dev, non_blocking=True)
+                    if dev.type == "cuda":
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast(dev):
+                        logits = model(x)
+                        loss = F.cross_entropy(logits.float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    loss_sum += loss.detach() * len(y)
+                    err_sum += count_errors(logits.detach(), y, k=1)[0]
+                    sums["images"] += len(y)
+                position += 1
+                step += 1
+                bar.update(1)
+                if step % LOG_EVERY == 0:
+                    fold()
+                    bar.set_postfix(loss=f"{sums['loss'] / max(sums['images'], 1):.4f}")
+                    writer.add_scalar("step/train_loss", sums["loss"] / max(sums["images"], 1), step)
+                if (max_steps is not None and step >= max_steps) or stop:
+                    break
+                if time.monotonic() - last_save > 60 * checkpoint_minutes and position < steps_per_epoch:
+                    fold()
+                    ckpts.atomic_save(state(complete=False), last_path)
+                    last_save = time.monotonic()
+            bar.close()
+            fold()
+            complete = position >= steps_per_epoch
+            if stop and not complete:  # interrupted: keep the place, skip validation
+                ckpts.atomic_save(state(complete=False), last_path)
+                break
+            row = finish_epoch(complete)
+            last_save = time.monotonic()
+            if complete:
+                epoch, position = epoch + 1, 0
+                sums = {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
+    if stop:
+        raise Interrupted(f"interrupted at step {step}; {last_path} holds the run, continue it with --resume")
+    return row
+
+
+class _StopRequest:
+    """Turns the first SIGINT or SIGTERM into a request to stop after the
+    current step (a second SIGINT interrupts at once)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("stopping after this step (Ctrl-C again to stop at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        return False

@@ -1,0 +1,77 @@
+"""Shared fixtures: small datasets, real where ../shared/datasets is present,
+generated otherwise, so the suite runs anywhere without downloads."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets() -> Path | None:
+    """$ILSVRC_DATA, else ../shared/datasets beside the checkout, if present."""
+    for candidate in (os.environ.get("ILSVRC_DATA"), REPO.parent / "shared" / "datasets"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def make_images(root: Path, classes: int, per_class: int, size=(40, 52), seed: int = 0, split="train") -> None:
+    """Generated photos: each class a colour and a stripe direction, with noise."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    for c in range(classes):
+        folder = root / split / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        colour = np.array([(c * 97) % 256, (c * 57 + 80) % 256, (c * 151 + 40) % 256], dtype=np.float64)
+        angle = np.pi * c / classes
+        stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) / 2.5)
+        for i in range(per_class):
+            noise = rng.normal(0, 25, (h, w, 3))
+            img = 0.6 * colour + 60 * stripes[..., None] + noise + rng.normal(0, 15, 3)
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"img{i:04d}.jpg", quality=92)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Three generated classes, a few images each, in train/ and val/."""
+    root = tmp_path_factory.mktemp("tiny")
+    make_images(root, 3, 8, seed=1, split="train")
+    make_images(root, 3, 4, seed=2, split="val")
+    return root
+
+
+@pytest.fixture(scope="session")
+def learn_data(tmp_path_factory) -> Path:
+    """Four CIFAR-10 classes (150 train, 50 test images each) from the shared
+    datasets when present, else four generated classes of the same size."""
+    root = tmp_path_factory.mktemp("learn")
+    shared = shared_datasets()
+    cifar = shared / "cifar10" if shared else None
+    if cifar and (cifar / "train").is_dir():
+        for split, dst, n in (("train", "train", 150), ("test", "val", 50)):
+            for c in ("airplane", "automobile", "frog", "ship"):
+                (root / dst / c).mkdir(parents=True)
+                for f in sorted(os.listdir(cifar / split / c))[:n]:
+                    os.symlink(cifar / split / c / f, root / dst / c / f)
+    else:
+        make_images(root, 4, 150, size=(32, 32), seed=3, split="train")
+        make_images(root, 4, 50, size=(32, 32), seed=4, split="val")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Statistics are cached in a folder of the test session, not the user's."""
+    monkeypatch.setenv("ILSVRC_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its size and modification time."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}

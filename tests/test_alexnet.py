@@ -1,0 +1,133 @@
+"""The network of AlexNet Section 3, checked against the paper's numbers."""
+
+import pytest
+import torch
+from torch import nn
+
+from ilsvrc import UserError, build
+
+
+def paper_net(**variant):
+    torch.manual_seed(0)
+    return build("alexnet", num_classes=1000, **variant)
+
+
+def test_parameter_count_matches_the_paper():
+    assert sum(p.numel() for p in paper_net().parameters()) == 60_965_224
+
+
+def test_layer_names_are_the_papers():
+    keys = set(paper_net().state_dict())
+    for name in ("features.conv1.weight", "features.conv5.bias", "classifier.fc6.weight", "classifier.fc8.bias"):
+        assert name in keys
+
+
+def test_layer_output_sizes_for_a_224_input():
+    net = paper_net().eval()
+    sizes, x = {}, torch.randn(2, 3, 224, 224)
+    for name, layer in net.features.named_children():
+        x = layer(x)
+        sizes[name] = (x.shape[1], x.shape[2])
+    assert sizes["conv1"] == (96, 55)
+    assert sizes["pool1"] == (96, 27)
+    assert sizes["conv2"] == (256, 27)
+    assert sizes["pool2"] == (256, 13)
+    assert sizes["conv3"] == (384, 13) and sizes["conv4"] == (384, 13) and sizes["conv5"] == (256, 13)
+    assert sizes["pool5"] == (256, 6)
+    assert net(torch.randn(2, 3, 224, 224)).shape == (2, 1000)
+
+
+def test_grouped_layers_and_layer_order():
+    f = paper_net().features
+    assert [f.conv1.groups, f.conv2.groups, f.conv3.groups, f.conv4.groups, f.conv5.groups] == [1, 2, 1, 2, 2]
+    order = list(dict(f.named_children()))
+    assert order.index("relu1") < order.index("lrn1") < order.index("pool1")  # LRN after ReLU (Sec. 3.3)
+    assert order.index("relu2") < order.index("lrn2") < order.index("pool2")
+    assert f.pool1.kernel_size == 3 and f.pool1.stride == 2  # overlapping pooling (Sec. 3.4)
+    c = paper_net().classifier
+    order = list(dict(c.named_children()))
+    assert order == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
+    assert c.drop6.p == 0.5 and c.drop7.p == 0.5
+
+
+def test_towers_stay_separate_from_conv1_to_conv2():
+    """A change in tower 1's half of conv1's output cannot reach tower 2's half of conv2's output."""
+    net = paper_net().eval()
+    f = net.features
+    torch.manual_seed(1)
+    a = torch.relu(torch.randn(1, 96, 55, 55)) * 5
+
+    def conv2_out(x):
+        return f.conv2(f.pool1(f.lrn1(x)))
+
+    b = a.clone()
+    b[:, :48] += torch.randn(1, 48, 55, 55) * 10  # tower 1's half only
+    da, db = conv2_out(a), conv2_out(b)
+    assert torch.equal(da[:, 128:], db[:, 128:])  # tower 2's half: untouched, bit for bit
+    assert not torch.allclose(da[:, :128], db[:, :128])  # tower 1's half did change
+    # conv3 sees both towers: the change does reach all of its output
+    d3a, d3b = f.conv3(f.pool2(f.lrn2(f.relu2(da)))), f.conv3(f.pool2(f.lrn2(f.relu2(db))))
+    assert not torch.allclose(d3a[:, 192:], d3b[:, 192:])
+
+
+def test_one_tower_mixes_everything():
+    f = paper_net(towers=1).features
+    assert f.conv2.groups == f.conv4.groups == f.conv5.groups == 1
+    assert f.lrn1.groups == 1
+
+
+def test_initialisation_follows_section_5():
+    net = paper_net()
+    f, c = net.features, net.classifier
+    for layer in (f.conv1, f.conv3, c.fc8):
+        assert torch.count_nonzero(layer.bias) == 0
+    for layer in (f.conv2, f.conv4, f.conv5, c.fc6, c.fc7):
+        assert torch.all(layer.bias == 1)
+    for layer in (f.conv1, f.conv2, c.fc6, c.fc7):
+        assert layer.weight.mean().abs() < 1e-3
+        assert layer.weight.std().item() == pytest.approx(0.01, rel=0.02)
+    assert torch.all(build("alexnet", 10, bias_init=0.0).classifier.fc6.bias == 0)
+
+
+@pytest.mark.parametrize("removed", ["conv3", "conv4", "conv5"])
+def test_removing_a_middle_conv_layer_fixes_the_channels(removed):
+    net = paper_net(remove_conv=removed).eval()
+    names = dict(net.features.named_children())
+    assert removed not in names
+    assert net(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+def test_ablation_switches():
+    f = paper_net(lrn=False).features
+    assert not any(isinstance(m, nn.LocalResponseNorm) or "lrn" in n for n, m in f.named_children())
+    f = paper_net(pool="2/2").features
+    assert f.pool1.kernel_size == 2 and f.pool1.stride == 2
+    assert paper_net(pool="2/2").eval()(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+    net = paper_net(activation="tanh")
+    assert isinstance(net.features.relu1, nn.Tanh) and isinstance(net.classifier.relu6, nn.Tanh)
+    assert paper_net(dropout=0.0).classifier.drop6.p == 0.0
+
+
+def test_small_inputs_give_a_smaller_fc6():
+    net = build("alexnet", num_classes=10, image_size=64)
+    assert net.classifier.fc6.in_features == 256  # pool5 is 1x1 at 64 px
+    assert net(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [{"towers": 3}, {"pool": "big"}, {"activation": "sigmoid"}, {"remove_conv": "conv1"}, {"dropout": 1.5}, {"wings": 2}],
+)
+def test_bad_switches_are_user_errors(variant):
+    with pytest.raises(UserError):
+        build("alexnet", 10, **variant)
+
+
+def test_too_small_an_image_is_a_user_error():
+    with pytest.raises(UserError, match="too small"):
+        build("alexnet", 10, image_size=32)
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="unknown model"):
+        build("lenet", 10)

@@ -1,0 +1,124 @@
+"""The paper's data pipeline (AlexNet Sec. 2 and 4.1)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.stats import Stats, compute, load_or_compute
+from ilsvrc.data.transforms import PaperTransforms, rescale
+
+
+def fake_stats(size=12, seed=0) -> Stats:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    return Stats(
+        size=size,
+        mean_image=torch.rand(3, size, size, generator=g) * 255,
+        mean_rgb=torch.tensor([120.0, 110.0, 100.0]),
+        eigval=torch.tensor([0.22, 0.018, 0.004]),
+        eigvec=q.float(),
+        count=1,
+    )
+
+
+def test_rescale_shorter_side_then_central_square():
+    img = torch.zeros(3, 100, 200, dtype=torch.uint8)
+    img[:, :, 50:150] = 255  # the central 100x100 square of a 100x200 image is white
+    out = rescale(img, 50)
+    assert out.shape == (3, 50, 50) and out.dtype == torch.uint8
+    assert out.float().mean() > 250  # only the white centre survives the crop
+
+
+def test_pca_lighting_offsets_have_the_covariance_of_the_formula():
+    """offset = 255 * P (a * l), a ~ N(0, s^2 I)  =>  Cov = 255^2 * P diag(s^2 l^2) P^T."""
+    st = fake_stats()
+    t = PaperTransforms(st, 8, "image", flip=False, pca_lighting=0.1)
+    g = torch.Generator().manual_seed(0)
+    offsets = torch.stack([t.lighting_offset(t.draw(g).alpha) for _ in range(20000)]).double()
+    P, l = st.eigvec.double(), st.eigval.double()
+    expected = 255**2 * P @ torch.diag(0.1**2 * l**2) @ P.T
+    measured = torch.cov(offsets.T)
+    assert offsets.mean(0).abs().max() < 0.05 * expected.diag().sqrt().max()
+    torch.testing.assert_close(measured, expected, rtol=0.05, atol=0.02 * expected.abs().max().item())
+
+
+def test_lighting_is_one_offset_for_every_pixel():
+    st = fake_stats()
+    img = torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8)
+    lit = PaperTransforms(st, 8, "image", flip=False, pca_lighting=0.1)
+    plain = PaperTransforms(st, 8, "image", flip=False, pca_lighting=0.0)
+    d = lit.draw(torch.Generator().manual_seed(3))
+    diff = lit.apply(img, d) - plain.apply(img, d)
+    torch.testing.assert_close(diff, lit.lighting_offset(d.alpha).view(3, 1, 1).expand_as(diff))
+
+
+def test_train_view_is_a_crop_of_the_mean_subtracted_image_and_may_flip():
+    st = fake_stats()
+    img = torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8)
+    t = PaperTransforms(st, 8, "image", flip=True, pca_lighting=0.0)
+    g = torch.Generator().manual_seed(0)
+    seen_flip, corners = set(), set()
+    for _ in range(200):
+        d = t.draw(g)
+        x = t.apply(img, d)
+        ref = (img.float() - st.mean_image)[:, d.top : d.top + 8, d.left : d.left + 8]
+        torch.testing.assert_close(x, ref.flip(-1) if d.flip else ref)
+        seen_flip.add(d.flip)
+        corners.add((d.top, d.left))
+    assert seen_flip == {True, False}
+    assert corners == {(i, j) for i in range(5) for j in range(5)}  # every 8x8 position of a 12x12 image
+
+
+def test_ten_crops_are_corners_centre_and_reflections():
+    st = fake_stats()
+    img = torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8)
+    t = PaperTransforms(st, 8, "image", flip=True, pca_lighting=0.1)
+    views = t.test(img, 10)
+    x = img.float() - st.mean_image
+    assert views.shape == (10, 3, 8, 8)
+    expected = [x[:, :8, :8], x[:, :8, 4:], x[:, 4:, :8], x[:, 4:, 4:], x[:, 2:10, 2:10]]
+    for i, crop in enumerate(expected):
+        torch.testing.assert_close(views[i], crop)
+    # views 5-9 are the same crops of the reflected image: top-left of the
+    # reflection is the reflected top-right, and so on
+    for i, j in enumerate([1, 0, 3, 2, 4]):
+        torch.testing.assert_close(views[5 + i], expected[j].flip(-1))
+    torch.testing.assert_close(t.test(img, 1)[0], x[:, 2:10, 2:10])  # the centre crop, no lighting at test time
+
+
+def test_per_channel_mean_option():
+    st = fake_stats()
+    img = torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8)
+    x = PaperTransforms(st, 8, "channel", flip=False, pca_lighting=0).test(img, 1)[0]
+    torch.testing.assert_close(x, (img.float() - st.mean_rgb.view(3, 1, 1))[:, 2:10, 2:10])
+
+
+def test_mean_image_and_eigen_of_a_generated_dataset(tiny_data):
+    split = open_dataset(tiny_data).train
+    st = compute(split, 16, progress=False)
+    imgs = []
+    for path, _ in split.items:  # the same rescaling, then numpy does the statistics
+        im = Image.open(path).convert("RGB")
+        imgs.append(rescale(torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous(), 16).numpy().astype(np.float64))
+    imgs = np.stack(imgs)
+    assert st.count == len(imgs)
+    np.testing.assert_allclose(st.mean_image.numpy(), imgs.mean(0), rtol=1e-5, atol=1e-3)
+    pixels = imgs.transpose(0, 2, 3, 1).reshape(-1, 3) / 255.0
+    cov = np.cov(pixels.T, bias=True)
+    w, v = np.linalg.eigh(cov)
+    w, v = w[::-1], v[:, ::-1]
+    np.testing.assert_allclose(st.eigval.numpy(), w, rtol=1e-4)
+    for i in range(3):  # eigenvectors agree up to sign
+        assert abs(abs(float(st.eigvec[:, i].double() @ torch.from_numpy(v[:, i].copy()))) - 1) < 1e-4
+
+
+def test_statistics_are_cached_and_reused(tiny_data, monkeypatch):
+    split = open_dataset(tiny_data).train
+    first = load_or_compute(split, 16, progress=False)
+    import ilsvrc.data.stats as stats_module
+
+    monkeypatch.setattr(stats_module, "compute", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    again = load_or_compute(split, 16, progress=False)
+    torch.testing.assert_close(again.mean_image, first.mean_image)
