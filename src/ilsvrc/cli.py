@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, help="recipe override: network input size (the rescaled size follows: 224 of 256)")
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
     v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
     v.add_argument("--lrn", type=_bool, metavar="BOOL", help="local response normalisation after conv1 and conv2")
     v.add_argument("--pool", metavar="WINDOW/STRIDE", help="max-pooling: 3/2 (overlapping) or 2/2")
@@ -99,7 +100,8 @@ def _train(a) -> int:
     overrides = {k: getattr(a, k) for k in ("epochs", "batch_size", "lr", "image_size", *SWITCHES)}
     row = train(
         a.recipe, a.data, a.out or f"runs/{a.recipe}", max_steps=a.max_steps, device=a.device,
-        workers=a.workers, seed=a.seed, resume=a.resume, progress=not a.no_progress, **overrides,
+        workers=a.workers, seed=a.seed, resume=a.resume, progress=not a.no_progress,
+        checkpoint_minutes=a.checkpoint_minutes, **overrides,
     )
     print(json.dumps(row) if row else "nothing to do: the run has already reached its end")
     return 0

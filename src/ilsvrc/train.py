@@ -86,9 +86,11 @@ def _validate(plan: dict, num_classes: int) -> torch.nn.Module:
 def _scheduler(opt: torch.optim.Optimizer, s: dict, lr: float):
     if s["kind"] != "plateau":
         raise UserError(f"unknown schedule kind {s['kind']!r}")
-    # min_lr stops the divisions after max_reductions of them (Sec. 5: three).
+    # min_lr stops the divisions after max_reductions of them (Sec. 5: three);
+    # eps=0 so that small learning rates are divided too.
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=s["factor"], patience=s["patience"], min_lr=lr * s["factor"] ** s["max_reductions"]
+        opt, mode="min", factor=s["factor"], patience=s["patience"],
+        min_lr=lr * s["factor"] ** s["max_reductions"], eps=0.0,
     )
 
 

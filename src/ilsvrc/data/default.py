@@ -22,8 +22,9 @@ def download_imagenette(root: Path) -> Path:
     return root / "imagenette2-320"
 
 
-def default_data(download=download_imagenette) -> Path:
+def default_data(download=None) -> Path:
     """The folder ``ilsvrc train`` uses when no ``--data`` is given."""
+    download = download or download_imagenette
     env = os.environ.get("ILSVRC_DATA")
     if env:
         folder = Path(env).expanduser() / "imagenette"
