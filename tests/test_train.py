@@ -82,6 +82,8 @@ def test_eval_and_predict_work_from_the_checkpoint_alone(tiny_data, tmp_path, ca
     assert main(["eval", str(out / "last.pt"), "--data", str(tiny_data), "--ten-crop", "--json", "--workers", "0", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["top1_error"] == pytest.approx(r["top1_error"])
+    assert main(["eval", str(out), "--workers", "0", "--no-progress"]) == 0  # the data it was trained on
+    assert "top-1 error" in capsys.readouterr().out
     image = next((tiny_data / "val" / "class2").iterdir())
     (res,) = predict(out / "best.pt", [image], device="cpu")
     assert len(res["top"]) == 3 and sum(t["probability"] for t in res["top"]) == pytest.approx(1.0, abs=1e-5)

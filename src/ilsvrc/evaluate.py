@@ -81,9 +81,10 @@ def evaluate(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Top-1 and top-5 error of a checkpoint on the held-out split of ``data``."""
+    """Top-1 and top-5 error of a checkpoint on the held-out split of ``data``
+    (default: the dataset the checkpoint was trained on)."""
     ckpt = ckpts.load(checkpoint)
-    dataset = open_dataset(data, need_train=False)
+    dataset = open_dataset(data or ckpt["data_root"], need_train=False)
     if dataset.classes != ckpt["classes"]:
         raise UserError(
             f"{dataset.heldout.root} has {len(dataset.classes)} classes that differ from the checkpoint's {len(ckpt['classes'])}"

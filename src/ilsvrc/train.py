@@ -305,7 +305,10 @@ def train(
                 bar.update(1)
                 if step % LOG_EVERY == 0:
                     fold()
-                    bar.set_postfix(loss=f"{sums['loss'] / max(sums['images'], 1):.4f}")
+                    bar.set_postfix(
+                        loss=f"{sums['loss'] / max(sums['images'], 1):.4f}",
+                        img_s=f"{sums['images'] / max(sums['seconds'], 1e-9):.0f}",
+                    )
                     writer.add_scalar("step/train_loss", sums["loss"] / max(sums["images"], 1), step)
                 if (max_steps is not None and step >= max_steps) or stop:
                     break
