@@ -62,7 +62,7 @@ def test_a_corrupt_image_is_skipped_with_one_warning_per_run(tmp_path):
         warnings.simplefilter("always")
         seen = 0
         for epoch in range(2):
-            for batch in loader(Images(ds.train.items, t), 3, shuffle=True, epoch=epoch):
+            for batch in loader(Images(ds.train, t), 3, shuffle=True, epoch=epoch):
                 seen += len(batch.labels)
                 from ilsvrc.data.folders import warn_skipped
 
@@ -83,8 +83,8 @@ def test_batches_do_not_depend_on_the_number_of_workers(tiny_data):
     ds = open_dataset(tiny_data)
     st = compute(ds.train, 16, progress=False)
     t = PaperTransforms(st, 12, "image", True, 0.1)
-    a = [b.images for b in loader(Images(ds.train.items, t), 5, shuffle=True, seed=3, workers=0)]
-    b = [b.images for b in loader(Images(ds.train.items, t), 5, shuffle=True, seed=3, workers=2)]
+    a = [b.images for b in loader(Images(ds.train, t), 5, shuffle=True, seed=3, workers=0)]
+    b = [b.images for b in loader(Images(ds.train, t), 5, shuffle=True, seed=3, workers=2)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 

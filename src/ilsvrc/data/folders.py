@@ -6,6 +6,7 @@ to RGB whatever they hold (greyscale, CMYK, a PNG behind a .JPEG name: all
 occur in real ImageNet); a file nothing can decode is reported, not fatal.
 """
 
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -24,11 +25,40 @@ HELD_OUT = ("val", "test")  # the held-out split: val/ if present, else test/
 
 @dataclass
 class Split:
-    """One split: its folder and its (path, label) items."""
+    """One split of an ImageFolder dataset: its folder and (path, label) items.
+
+    Every kind of split (this one, and the packed store's) answers ``len``,
+    ``labels``, ``read(i, size)`` (the image rescaled to ``size x size``, or
+    None when it cannot be decoded), ``describe(i)`` (a name for messages)
+    and ``fingerprint()`` (what changes when the data changes).
+    """
 
     name: str
     root: Path
     items: list[tuple[str, int]]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+    def read(self, index: int, size: int) -> torch.Tensor | None:
+        from .transforms import rescale
+
+        img = decode_rgb(self.items[index][0])
+        return None if img is None else rescale(img, size)
+
+    def describe(self, index: int) -> str:
+        return self.items[index][0]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(str(self.root.resolve()).encode())
+        for path, label in self.items:
+            st = os.stat(path)
+            h.update(f"{path}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
 
 
 @dataclass
@@ -66,6 +96,10 @@ def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist or is not a folder")
+    from .store import is_store, open_store
+
+    if is_store(root):
+        return open_store(root, need_train)
     heldout_dir = next((root / s for s in HELD_OUT if (root / s).is_dir()), None)
     train_dir = root / "train"
     if heldout_dir is None:

@@ -8,12 +8,12 @@ uninterrupted run would have seen (``start`` skips the batches already done).
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .folders import decode_rgb
-from .transforms import PaperTransforms, rescale
+from .transforms import PaperTransforms
 
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
@@ -42,32 +42,49 @@ class EpochOrder(Sampler):
     def __len__(self) -> int:
         return max(self.n - self.start, 0)
 
+    def batches(self, batch_size: int, rank: int = 0, world: int = 1):
+        """Global batches of ``batch_size``; each rank gets every world-th item of each."""
+        items = list(self)
+        for b in range(0, len(items), batch_size):
+            yield items[b : b + batch_size][rank::world]
+
+
+class _Batches(Sampler):
+    def __init__(self, order: EpochOrder, batch_size: int, rank: int, world: int):
+        self.order, self.batch_size, self.rank, self.world = order, batch_size, rank, world
+
+    def __iter__(self):
+        return self.order.batches(self.batch_size, self.rank, self.world)
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
 
 class Images(torch.utils.data.Dataset):
     """Decoded, rescaled and transformed images of one split.
 
     ``crops=0`` gives the random training view; 1 or 10 the test views.
-    An undecodable file yields ``None`` and its path, for the caller to report.
+    An undecodable image yields ``None`` and its name, for the caller to report.
     """
 
-    def __init__(self, items: list[tuple[str, int]], transforms: PaperTransforms, crops: int = 0):
-        self.items, self.transforms, self.crops = items, transforms, crops
+    def __init__(self, split, transforms: PaperTransforms, crops: int = 0):
+        self.split, self.transforms, self.crops = split, transforms, crops
+        self.labels = split.labels
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.split)
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
-        path, label = self.items[index]
-        img = decode_rgb(path)
+        label = self.labels[index]
+        img = self.split.read(index, self.transforms.stats.size)
         if img is None:
-            return None, label, path
-        img = rescale(img, self.transforms.stats.size)
+            return None, label, self.split.describe(index)
         if self.crops == 0:
             x = self.transforms.train(img, torch.Generator().manual_seed(seed))
         else:
             x = self.transforms.test(img, self.crops)
-        return x, label, path
+        return x, label, None
 
 
 @dataclass
@@ -77,11 +94,11 @@ class Batch:
     skipped: list[str]  # files in this batch that could not be decoded
 
 
-def collate(samples) -> Batch:
+def collate(samples, empty_shape=(0,)) -> Batch:
     kept = [(x, y) for x, y, _ in samples if x is not None]
     skipped = [p for x, _, p in samples if x is None]
-    if not kept:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), skipped)
+    if not kept:  # an empty batch still has the shape of its images
+        return Batch(torch.empty(empty_shape), torch.empty(0, dtype=torch.long), skipped)
     return Batch(torch.stack([x for x, _ in kept]), torch.tensor([y for _, y in kept]), skipped)
 
 
@@ -95,15 +112,19 @@ def loader(
     start_batch: int = 0,
     workers: int = 0,
     pin_memory: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """A DataLoader over ``images`` for one epoch, from batch ``start_batch``."""
+    """A DataLoader over ``images`` for one epoch, from batch ``start_batch``;
+    with ``world`` > 1, rank ``rank``'s share of each global batch."""
     order = EpochOrder(len(images), shuffle=shuffle, seed=seed, epoch=epoch, start=start_batch * batch_size)
+    s = images.transforms.image_size
+    empty = (0, 3, s, s) if images.crops == 0 else (0, images.crops, 3, s, s)
     return DataLoader(
         images,
-        batch_size=batch_size,
-        sampler=order,
+        batch_sampler=_Batches(order, batch_size, rank, world),
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=partial(collate, empty_shape=empty),
         pin_memory=pin_memory,
         # its own generator, so that making a loader never draws from the
         # global RNG that dropout uses

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..checkpoint import atomic_save
-from .folders import Split, decode_rgb, warn_skipped
-from .transforms import rescale
+from ..errors import UserError
+from .folders import Split, warn_skipped
 
 
 @dataclass
@@ -48,62 +48,69 @@ def cache_dir() -> Path:
 
 
 def cache_key(split: Split, size: int) -> str:
-    h = hashlib.sha256(f"{split.root.resolve()}|{size}".encode())
-    for path, label in split.items:
-        st = os.stat(path)
-        h.update(f"{path}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
+    return hashlib.sha256(f"{split.fingerprint()}|{size}".encode()).hexdigest()[:24]
 
 
 class _Rescaled(torch.utils.data.Dataset):
-    def __init__(self, items, size):
-        self.items, self.size = items, size
+    def __init__(self, split, size):
+        self.split, self.size = split, size
 
     def __len__(self):
-        return len(self.items)
+        return len(self.split)
 
     def __getitem__(self, i):
-        path = self.items[i][0]
-        img = decode_rgb(path)
-        return (None, path) if img is None else (rescale(img, self.size), path)
+        return self.split.read(i, self.size), self.split.describe(i)
+
+
+class Accumulator:
+    """Running sums for the mean image and the RGB covariance."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.total = torch.zeros(3, size, size, dtype=torch.float64)
+        self.outer = torch.zeros(3, 3, dtype=torch.float64)
+        self.count = 0
+        self.skipped: list[str] = []
+
+    def add(self, img: torch.Tensor) -> None:
+        x = img.to(torch.float64)
+        self.total += x
+        pixels = x.reshape(3, -1) / 255.0
+        self.outer += pixels @ pixels.T
+        self.count += 1
+
+    def result(self, where: str = "the training split") -> Stats:
+        if self.count == 0:
+            raise UserError(f"no readable images in {where}")
+        size = self.size
+        mean_image = self.total / self.count
+        mean_rgb = mean_image.mean(dim=(1, 2))
+        m = mean_rgb / 255.0
+        cov = self.outer / (self.count * size * size) - torch.outer(m, m)
+        eigval, eigvec = torch.linalg.eigh(cov)  # ascending
+        order = eigval.argsort(descending=True)
+        return Stats(
+            size=size,
+            mean_image=mean_image.float(),
+            mean_rgb=mean_rgb.float(),
+            eigval=eigval[order].clamp(min=0).float(),
+            eigvec=eigvec[:, order].float(),
+            count=self.count,
+            skipped=list(self.skipped),
+        )
 
 
 def compute(split: Split, size: int, workers: int = 0, progress: bool = True) -> Stats:
     """One pass over ``split``'s images rescaled to ``size x size``."""
-    loader = DataLoader(
-        _Rescaled(split.items, size), batch_size=None, num_workers=workers, generator=torch.Generator()
-    )
-    total = torch.zeros(3, size, size, dtype=torch.float64)
-    outer = torch.zeros(3, 3, dtype=torch.float64)
-    count, skipped = 0, []
-    for img, path in tqdm(loader, desc="statistics", unit="img", disable=not progress, leave=False):
+    loader = DataLoader(_Rescaled(split, size), batch_size=None, num_workers=workers, generator=torch.Generator())
+    acc = Accumulator(size)
+    for img, name in tqdm(loader, desc="statistics", unit="img", disable=not progress, leave=False):
         if img is None:
-            warn_skipped(path)
-            skipped.append(path)
-            continue
-        x = img.to(torch.float64)
-        total += x
-        pixels = x.reshape(3, -1) / 255.0
-        outer += pixels @ pixels.T
-        count += 1
-    if count == 0:
-        raise ValueError(f"no readable images in {split.root}")
-    mean_image = total / count
-    mean_rgb = mean_image.mean(dim=(1, 2))
-    n_pixels = count * size * size
-    m = mean_rgb / 255.0
-    cov = outer / n_pixels - torch.outer(m, m)
-    eigval, eigvec = torch.linalg.eigh(cov)  # ascending
-    order = eigval.argsort(descending=True)
-    return Stats(
-        size=size,
-        mean_image=mean_image.float(),
-        mean_rgb=mean_rgb.float(),
-        eigval=eigval[order].clamp(min=0).float(),
-        eigvec=eigvec[:, order].float(),
-        count=count,
-        skipped=skipped,
-    )
+            warn_skipped(name)
+            acc.skipped.append(name)
+        else:
+            acc.add(img)
+    return acc.result(str(split.root))
 
 
 def cache_path(split: Split, size: int) -> Path:
@@ -112,6 +119,9 @@ def cache_path(split: Split, size: int) -> Path:
 
 def load_or_compute(split: Split, size: int, workers: int = 0, progress: bool = True) -> Stats:
     """The statistics of ``split`` at ``size``, from the cache when present."""
+    stored = getattr(split, "stored_stats", lambda size: None)(size)
+    if stored is not None:  # a packed store carries its own
+        return stored
     path = cache_path(split, size)
     if path.exists():
         try:

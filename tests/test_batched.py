@@ -1,0 +1,51 @@
+"""The batched (GPU-side) transforms and the resident loader against the
+per-image reference, on the CPU, with the same random draws."""
+
+import pytest
+import torch
+
+from ilsvrc.data.batched import BatchTransforms
+from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.loaders import Images, loader
+from ilsvrc.data.resident import ResidentSplit
+from ilsvrc.data.stats import compute
+from ilsvrc.data.transforms import PaperTransforms
+
+from test_transforms import fake_stats
+
+
+@pytest.mark.parametrize("mean", ["image", "channel"])
+def test_training_views_match_the_reference(mean):
+    ref = PaperTransforms(fake_stats(size=12), 8, mean, flip=True, pca_lighting=0.1)
+    batched = BatchTransforms(ref, torch.device("cpu"))
+    imgs = torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8)
+    draws = batched.draws(list(range(100, 116)))
+    assert {d.flip for d in draws} == {True, False}
+    expected = torch.stack([ref.apply(img, d) for img, d in zip(imgs, draws)])
+    torch.testing.assert_close(batched.train(imgs, draws), expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("crops", [1, 10])
+def test_test_views_match_the_reference(crops):
+    ref = PaperTransforms(fake_stats(size=13), 8, "image", flip=True, pca_lighting=0.1)  # odd margin: rounding of the centre
+    batched = BatchTransforms(ref, torch.device("cpu"))
+    imgs = torch.randint(0, 256, (5, 3, 13, 13), dtype=torch.uint8)
+    expected = torch.stack([ref.test(img, crops) for img in imgs])
+    torch.testing.assert_close(batched.test(imgs, crops), expected, rtol=0, atol=0)
+
+
+def test_resident_batches_equal_the_worker_loaders(tiny_data):
+    ds = open_dataset(tiny_data)
+    st = compute(ds.train, 20, progress=False)
+    ref = PaperTransforms(st, 16, "image", True, 0.1)
+    resident = ResidentSplit(ds.train, 20, torch.device("cpu"), progress=False)
+    a = list(resident.batches(BatchTransforms(ref, torch.device("cpu")), 5, shuffle=True, seed=4, epoch=1, start_batch=1))
+    b = list(loader(Images(ds.train, ref), 5, shuffle=True, seed=4, epoch=1, start_batch=1))
+    assert len(a) == len(b) == 4
+    for x, y in zip(a, b):
+        assert torch.equal(x.labels, y.labels)
+        torch.testing.assert_close(x.images, y.images, rtol=0, atol=1e-4)
+    heldout = ResidentSplit(ds.heldout, 20, torch.device("cpu"), progress=False)
+    for x, y in zip(heldout.batches(BatchTransforms(ref, torch.device("cpu")), 4, shuffle=False, crops=10),
+                    loader(Images(ds.heldout, ref, crops=10), 4, shuffle=False)):
+        torch.testing.assert_close(x.images, y.images, rtol=0, atol=0)
