@@ -33,9 +33,10 @@ def test_training_lowers_the_loss_and_beats_chance(learn_data, tmp_path):
     assert rows[-1]["val_top1_error"] < 65.0
 
 
-def test_resume_ends_where_the_uninterrupted_run_ends(tiny_data, tmp_path):
+@pytest.mark.parametrize("data_loader", ["resident", "workers"])
+def test_resume_ends_where_the_uninterrupted_run_ends(tiny_data, tmp_path, data_loader):
     # 24 images in batches of 5: 5 steps an epoch; stop mid-epoch at 4, go on to 8
-    common = dict(epochs=3, batch_size=5, seed=7, **SMALL)
+    common = dict(epochs=3, batch_size=5, seed=7, data_loader=data_loader, **SMALL)
     train("alexnet", tiny_data, tmp_path / "once", max_steps=8, **common)
     train("alexnet", tiny_data, tmp_path / "twice", max_steps=4, **common)
     ckpt = torch.load(tmp_path / "twice" / "last.pt", weights_only=True)

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 from . import __version__
 from .errors import Interrupted, UserError
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, help="recipe override: network input size (the rescaled size follows: 224 of 256)")
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--loader", default="auto", choices=("auto", "resident", "workers"),
+                   help="resident: decode once, keep on the device; workers: decode every epoch (default: auto, resident when it fits)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
     v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
     v.add_argument("--lrn", type=_bool, metavar="BOOL", help="local response normalisation after conv1 and conv2")
@@ -81,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--device", default="auto")
 
+    k = sub.add_parser("pack", help="write a dataset once, rescaled, into a compact memory-mappable store")
+    k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/)")
+    k.add_argument("out", help="the store folder to create")
+    k.add_argument("--size", type=int, default=256, help="side of the stored images (default: 256, the paper's)")
+    k.add_argument("--format", default="jpeg", choices=("jpeg", "raw"), help="jpeg (compact, default) or raw pixels")
+    k.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
+    k.add_argument("--part-size", type=float, default=1024, metavar="MIB", help="largest part file in MiB (default: 1024)")
+    k.add_argument("--workers", type=int, default=None)
+    k.add_argument("--no-progress", action="store_true")
+
     s = sub.add_parser("stats", help="compute (or show the cached) mean image and RGB eigenvectors of a training set")
     s.add_argument("data", help="ImageFolder root with train/")
     s.add_argument("--recipe", default="alexnet", help="recipe whose rescaled size to use (default: alexnet)")
@@ -101,7 +114,7 @@ def _train(a) -> int:
     row = train(
         a.recipe, a.data, a.out or f"runs/{a.recipe}", max_steps=a.max_steps, device=a.device,
         workers=a.workers, seed=a.seed, resume=a.resume, progress=not a.no_progress,
-        checkpoint_minutes=a.checkpoint_minutes, **overrides,
+        checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader, **overrides,
     )
     print(json.dumps(row) if row else "nothing to do: the run has already reached its end")
     return 0
@@ -158,6 +171,19 @@ def _stats(a) -> int:
     return 0
 
 
+def _pack(a) -> int:
+    from .data.store import pack
+
+    m = pack(a.data, a.out, size=a.size, encoding=a.format, quality=a.quality, part_mib=a.part_size,
+             workers=a.workers, progress=not a.no_progress)
+    for name, info in m["splits"].items():
+        size = sum((Path(a.out) / p["file"]).stat().st_size for p in info["parts"])
+        left_out = f", {len(info['skipped'])} unreadable left out" if info["skipped"] else ""
+        print(f"{name}: {info['count']} images in {len(info['parts'])} part(s), {size / 2**20:.1f} MiB{left_out}")
+    print(f"store: {a.out} ({m['encoding']}, {m['size']}x{m['size']}, {len(m['classes'])} classes)")
+    return 0
+
+
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"warning: {message}\n"
 
@@ -165,7 +191,7 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
-    command = {"train": _train, "eval": _eval, "predict": _predict, "stats": _stats}[args.command]
+    command = {"train": _train, "eval": _eval, "predict": _predict, "pack": _pack, "stats": _stats}[args.command]
     try:
         return command(args)
     except UserError as e:

@@ -54,21 +54,24 @@ def count_errors(probs: torch.Tensor, labels: torch.Tensor, k: int = TOP_K) -> t
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, batches, device: torch.device, progress: bool = False) -> dict:
-    """Top-1/top-5 error (percent) of ``model`` over test ``batches``."""
+def evaluate_model(model: torch.nn.Module, batches, device: torch.device, progress: bool = False, world=None) -> dict:
+    """Top-1/top-5 error (percent) of ``model`` over test ``batches``
+    (with ``world``, each rank's share, summed over the ranks)."""
     model.eval()
-    top1 = top5 = torch.zeros((), dtype=torch.long, device=device)
-    n = 0
+    counts = torch.zeros(3, dtype=torch.long, device=device)  # top-1 misses, top-5 misses, images
     for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
         warn_skipped(batch.skipped)
         if not len(batch.labels):
             continue
         labels = batch.labels.to(device, non_blocking=True)
         m1, m5 = count_errors(predict_proba(model, batch.images.to(device, non_blocking=True)), labels)
-        top1, top5, n = top1 + m1, top5 + m5, n + len(labels)
+        counts += torch.stack([m1, m5, torch.tensor(len(labels), device=device)])
+    if world is not None:
+        world.sum(counts)
+    top1, top5, n = counts.tolist()
     if n == 0:
         raise UserError("no readable images to evaluate")
-    return {"top1_error": 100.0 * top1.item() / n, "top5_error": 100.0 * top5.item() / n, "images": n}
+    return {"top1_error": 100.0 * top1 / n, "top5_error": 100.0 * top5 / n, "images": n}
 
 
 def evaluate(
@@ -92,7 +95,7 @@ def evaluate(
     dev = pick_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
     crops = 10 if ten_crop else 1
-    images = Images(dataset.heldout.items, transforms_from_checkpoint(ckpt), crops=crops)
+    images = Images(dataset.heldout, transforms_from_checkpoint(ckpt), crops=crops)
     bs = batch_size or ckpt["config"]["optim"]["batch_size"]
     batches = loader(images, bs, shuffle=False, workers=default_workers(workers), pin_memory=dev.type == "cuda")
     result = evaluate_model(model, batches, dev, progress)

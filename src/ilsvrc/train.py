@@ -33,10 +33,13 @@ from . import checkpoint as ckpts
 from . import recipes
 from .data.default import default_data
 from .data.folders import open_dataset, warn_skipped
+from .data.batched import BatchTransforms
 from .data.loaders import Images, loader
+from .data.resident import ResidentSplit, fits
 from .data.stats import Stats, load_or_compute
 from .data.transforms import PaperTransforms, check_settings
 from .device import autocast, default_workers, pick_device
+from .distributed import join
 from .errors import Interrupted, UserError
 from .evaluate import count_errors, evaluate_model
 from .models import build
@@ -95,6 +98,7 @@ def _scheduler(opt: torch.optim.Optimizer, s: dict, lr: float):
 
 
 def _rng_state() -> dict:
+    """This process's random state (dropout draws from it)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -133,13 +137,18 @@ def train(
     resume: bool = False,
     progress: bool = True,
     checkpoint_minutes: float = 10.0,
+    data_loader: str = "auto",
     **overrides,
 ) -> dict:
     """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
 
     ``overrides`` replace recipe values by name (``epochs=1``, ``lr=0.02``,
     ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
-    stops after that many optimizer steps in all. Returns the last metrics row.
+    stops after that many optimizer steps in all. ``data_loader``: "resident"
+    decodes each split once and keeps it on the device (crops and flips in
+    whole batches there), "workers" decodes every image every epoch in loader
+    workers, "auto" picks resident when the data fits. Returns the last
+    metrics row.
     """
     out = Path(out)
     last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
@@ -154,6 +163,8 @@ def train(
         if last_path.exists() or best_path.exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         ckpt = None
+    if data_loader not in ("auto", "resident", "workers"):
+        raise UserError(f"--loader must be auto, resident or workers, not {data_loader!r}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be positive, not {max_steps}")
     plan = _plan(recipe, ckpt, overrides)
@@ -164,13 +175,28 @@ def train(
     dataset = open_dataset(root)
     if ckpt is not None and dataset.classes != ckpt["classes"]:
         raise UserError(f"{root} has other classes than the checkpoint in {out}")
-    torch.manual_seed(seed)  # the initial weights (Sec. 5) and dropout masks follow the seed
+    torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
     model = _validate(plan, len(dataset.classes))
     dev = pick_device(device)
+    world = join(dev)  # one process, or one of several under torchrun
+    if dev.type == "cuda" and world.distributed:
+        dev = torch.device("cuda", world.local_rank)
+    main = world.main
+    progress = progress and main
     workers = default_workers(workers)
     d, o, s = plan["data"], plan["optim"], plan["schedule"]
+    bs = o["batch_size"]  # the global batch: each rank takes every world.size-th image of it
+    if bs < world.size:
+        raise UserError(f"the batch size {bs} is smaller than the number of processes {world.size}")
 
-    stats = Stats.from_dict(ckpt["stats"]) if ckpt else load_or_compute(dataset.train, d["resize"], workers, progress)
+    if ckpt:
+        stats = Stats.from_dict(ckpt["stats"])
+    else:  # rank 0 computes (or finds) the statistics, the others then read its cache
+        if not main:
+            world.barrier()
+        stats = load_or_compute(dataset.train, d["resize"], workers, progress)
+        if main:
+            world.barrier()
     transforms = PaperTransforms(stats, d["image_size"], d["mean"], d["flip"], d["pca_lighting"])
 
     model = model.to(dev)
@@ -178,51 +204,77 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
     sched = _scheduler(opt, s, o["lr"])
-    steps_per_epoch = math.ceil(len(dataset.train.items) / o["batch_size"])
+    steps_per_epoch = math.ceil(len(dataset.train) / bs)
     epoch, position, step, best = 0, 0, 0, math.inf
-    sums = {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
+    sums = _zero_sums()
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         epoch, position, step, best, sums = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["best_top1"], ckpt["sums"]
-        _set_rng_state(ckpt["rng"])
-        _keep_rows_until(metrics_path, step)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes}
-    ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+        _set_rng_state(ckpt["rng"][world.rank % len(ckpt["rng"])])
+    else:
+        torch.manual_seed(seed + world.rank)  # dropout masks differ between ranks
+    net = model
+    if world.distributed:  # gradients averaged over the ranks; rank 0's weights to start
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    from torch.utils.tensorboard import SummaryWriter
+    if data_loader == "auto":
+        data_loader = "resident" if fits(dataset.train, stats.size, dev) and fits(dataset.heldout, stats.size, dev, 0.25) else "workers"
+    shard = dict(rank=world.rank, world=world.size)
+    if data_loader == "resident":  # decoded once, cropped in whole batches on the device
+        batched = BatchTransforms(transforms, dev)
+        resident_train = ResidentSplit(dataset.train, stats.size, dev, workers, progress)
+        resident_test = ResidentSplit(dataset.heldout, stats.size, dev, workers, progress)
 
-    writer = SummaryWriter(str(out / "tb"))
-    train_images = Images(dataset.train.items, transforms)
-    test_images = Images(dataset.heldout.items, transforms, crops=d["test_crops"])
-    pin = dev.type == "cuda"
+        def train_batches(epoch, start):
+            return resident_train.batches(batched, bs, shuffle=True, seed=seed, epoch=epoch, start_batch=start, **shard)
 
-    def state(complete: bool) -> dict:
-        """Everything a resumed run needs, at the current position."""
+        def test_batches():
+            return resident_test.batches(batched, bs, shuffle=False, crops=d["test_crops"], **shard)
+    else:  # decoded and transformed image by image in loader workers
+        pin = dev.type == "cuda"
+        train_images = Images(dataset.train, transforms)
+        test_images = Images(dataset.heldout, transforms, crops=d["test_crops"])
+
+        def train_batches(epoch, start):
+            return loader(train_images, bs, shuffle=True, seed=seed, epoch=epoch, start_batch=start, workers=workers,
+                          pin_memory=pin, **shard)
+
+        def test_batches():
+            return loader(test_images, bs, shuffle=False, workers=workers, pin_memory=pin, **shard)
+
+    writer = None
+    if main:
+        if ckpt is not None:
+            _keep_rows_until(metrics_path, step)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
+                  "processes": world.size, "loader": data_loader}
+        ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+
+    def save_last(complete: bool) -> None:
+        """last.pt: everything a resumed run needs, at the current position."""
+        rng = world.gather(_rng_state())  # every rank's, so that each resumes its own dropout stream
+        if main:
+            ckpts.atomic_save(_state(complete) | {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                                  "best_top1": best, "rng": rng}, last_path)
+
+    def _state(complete: bool) -> dict:
         return {
-            "format": 1,
-            "config": plan,
-            "data_root": str(root.resolve()),
-            "seed": seed,
-            "classes": dataset.classes,
-            "stats": stats.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch + 1 if complete else epoch,
-            "batch": 0 if complete else position,
-            "step": step,
-            "best_top1": best,
-            "sums": {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0} if complete else dict(sums),
-            "rng": _rng_state(),
+            "format": 1, "config": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
+            "stats": stats.to_dict(), "model": model.state_dict(),
+            "epoch": epoch + 1 if complete else epoch, "batch": 0 if complete else position, "step": step,
+            "sums": _zero_sums() if complete else dict(sums),
         }
 
     def finish_epoch(complete: bool) -> dict:
         """Validate, log one row, step the schedule and write checkpoints."""
         nonlocal best
-        val = evaluate_model(model, loader(test_images, o["batch_size"], shuffle=False, workers=workers, pin_memory=pin), dev)
+        val = evaluate_model(model, test_batches(), dev, world=world)
         n = max(sums["images"], 1)
         row = {
             "epoch": epoch + 1,
@@ -237,99 +289,106 @@ def train(
             "epoch_time_s": sums["seconds"],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s"):
-            writer.add_scalar(f"epoch/{key}", row[key], step)
-        writer.flush()
-        _append_row(metrics_path, row)
         if complete:
             sched.step(val["top1_error"])  # Sec. 5: divide by 10 when the validation error stops improving
         if val["top1_error"] < best:
             best = val["top1_error"]
-            keep = ("format", "config", "data_root", "seed", "classes", "stats", "model", "epoch", "step")
-            ckpts.atomic_save({k: v for k, v in state(complete).items() if k in keep} | {"val": val}, best_path)
-        ckpts.atomic_save(state(complete), last_path)
-        tqdm.write(
-            f"epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
-            f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
-            f" | lr {row['lr']:.2g} | {row['images_per_s']:.0f} img/s"
-        )
+            if main:
+                ckpts.atomic_save(_state(complete) | {"val": val}, best_path)
+        save_last(complete)
+        if main:
+            for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s"):
+                writer.add_scalar(f"epoch/{key}", row[key], step)
+            writer.flush()
+            _append_row(metrics_path, row)
+            tqdm.write(
+                f"epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
+                f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
+                f" | lr {row['lr']:.2g} | {row['images_per_s']:.0f} img/s"
+            )
         return row
 
     row: dict = {}
     stop = _StopRequest()
     last_save = time.monotonic()
-    with stop, writer:
-        while epoch < s["epochs"] and (max_steps is None or step < max_steps) and not stop:
-            model.train()
-            batches = loader(
-                train_images, o["batch_size"], shuffle=True, seed=seed, epoch=epoch,
-                start_batch=position, workers=workers, pin_memory=pin,
-            )
-            bar = tqdm(
-                total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{s['epochs']}",
-                unit="step", disable=not progress, leave=False,
-            )
-            # Loss and errors stay on the device; they are read every LOG_EVERY steps.
-            loss_sum = torch.zeros((), device=dev)
-            err_sum = torch.zeros((), dtype=torch.long, device=dev)
-            tick = time.perf_counter()
+    try:
+        with stop:
+            while epoch < s["epochs"] and (max_steps is None or step < max_steps) and not stop:
+                net.train()
+                bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{s['epochs']}",
+                           unit="step", disable=not progress, leave=False)
+                # Loss, errors and images stay on the device; they are read every LOG_EVERY steps.
+                totals = torch.zeros(3, dtype=torch.float64, device=dev)
+                tick = time.perf_counter()
 
-            def fold() -> None:
-                """Move the device-side sums and the elapsed time into ``sums``."""
-                nonlocal tick
-                now = time.perf_counter()
-                sums["seconds"] += now - tick
-                sums["loss"] += loss_sum.item()
-                sums["errors"] += int(err_sum.item())
-                loss_sum.zero_(), err_sum.zero_()
-                tick = now
+                def fold() -> None:
+                    """Move the device-side sums (of all ranks) and the elapsed time into ``sums``."""
+                    nonlocal tick
+                    now = time.perf_counter()
+                    loss, errors, images = world.sum(totals).tolist()
+                    sums["seconds"] += now - tick
+                    sums["loss"] += loss
+                    sums["errors"] += int(errors)
+                    sums["images"] += int(images)
+                    totals.zero_()
+                    tick = now
 
-            for batch in batches:
-                warn_skipped(batch.skipped)
-                if len(batch.labels):
-                    x = batch.images.to(dev, non_blocking=True)
-                    y = batch.labels.to(dev, non_blocking=True)
-                    if dev.type == "cuda":
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with autocast(dev):
-                        logits = model(x)
-                        loss = F.cross_entropy(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    loss_sum += loss.detach() * len(y)
-                    err_sum += count_errors(logits.detach(), y, k=1)[0]
-                    sums["images"] += len(y)
-                position += 1
-                step += 1
-                bar.update(1)
-                if step % LOG_EVERY == 0:
-                    fold()
-                    bar.set_postfix(
-                        loss=f"{sums['loss'] / max(sums['images'], 1):.4f}",
-                        img_s=f"{sums['images'] / max(sums['seconds'], 1e-9):.0f}",
-                    )
-                    writer.add_scalar("step/train_loss", sums["loss"] / max(sums["images"], 1), step)
-                if (max_steps is not None and step >= max_steps) or stop:
+                for batch in train_batches(epoch, position):
+                    warn_skipped(batch.skipped)
+                    if len(batch.labels) or world.distributed:  # every rank joins every gradient exchange
+                        x = batch.images.to(dev, non_blocking=True)
+                        y = batch.labels.to(dev, non_blocking=True)
+                        if dev.type == "cuda":
+                            x = x.contiguous(memory_format=torch.channels_last)
+                        count = torch.tensor(float(len(y)), device=dev)
+                        # the mean over the global batch: DDP averages over ranks, hence * world.size
+                        scale = world.size / world.sum(count.clone()).clamp(min=1)
+                        with autocast(dev):
+                            logits = net(x)
+                            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+                        opt.zero_grad(set_to_none=True)
+                        (loss * scale).backward()
+                        opt.step()
+                        errors = count_errors(logits.detach(), y, k=1)[0] if len(y) else 0
+                        totals += torch.stack([loss.detach().double(), torch.as_tensor(errors, device=dev).double(), count.double()])
+                    position += 1
+                    step += 1
+                    bar.update(1)
+                    if step % LOG_EVERY == 0:
+                        fold()
+                        mean_loss = sums["loss"] / max(sums["images"], 1)
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{sums['images'] / max(sums['seconds'], 1e-9):.0f}")
+                        if main:
+                            writer.add_scalar("step/train_loss", mean_loss, step)
+                    due = time.monotonic() - last_save > 60 * checkpoint_minutes and position < steps_per_epoch
+                    stop.requested, due = world.any(bool(stop), dev), world.any(due, dev)
+                    if (max_steps is not None and step >= max_steps) or stop:
+                        break
+                    if due:
+                        fold()
+                        save_last(complete=False)
+                        last_save = time.monotonic()
+                bar.close()
+                fold()
+                complete = position >= steps_per_epoch
+                if stop and not complete:  # interrupted: keep the place, skip validation
+                    save_last(complete=False)
                     break
-                if time.monotonic() - last_save > 60 * checkpoint_minutes and position < steps_per_epoch:
-                    fold()
-                    ckpts.atomic_save(state(complete=False), last_path)
-                    last_save = time.monotonic()
-            bar.close()
-            fold()
-            complete = position >= steps_per_epoch
-            if stop and not complete:  # interrupted: keep the place, skip validation
-                ckpts.atomic_save(state(complete=False), last_path)
-                break
-            row = finish_epoch(complete)
-            last_save = time.monotonic()
-            if complete:
-                epoch, position = epoch + 1, 0
-                sums = {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
+                row = finish_epoch(complete)
+                last_save = time.monotonic()
+                if complete:
+                    epoch, position = epoch + 1, 0
+                    sums = _zero_sums()
+    finally:
+        if writer is not None:
+            writer.close()
     if stop:
         raise Interrupted(f"interrupted at step {step}; {last_path} holds the run, continue it with --resume")
     return row
+
+
+def _zero_sums() -> dict:
+    return {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
 
 
 class _StopRequest:
