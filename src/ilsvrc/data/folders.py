@@ -119,6 +119,20 @@ def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
     return Dataset(root, classes, train, _items(heldout_dir.name, heldout_dir, classes))
 
 
+class Rescaled(torch.utils.data.Dataset):
+    """``(image rescaled to size x size, or None; its name)`` for each image of
+    a split: one pass over a split in loader workers."""
+
+    def __init__(self, split, size: int):
+        self.split, self.size = split, size
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, i):
+        return self.split.read(i, self.size), self.split.describe(i)
+
+
 def decode_rgb(path: str) -> torch.Tensor | None:
     """The image at ``path`` as a uint8 RGB tensor (3, H, W), or None if
     neither torchvision's decoders nor PIL can read it."""

@@ -12,20 +12,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .batched import BatchTransforms
-from .folders import warn_skipped
+from .folders import Rescaled, warn_skipped
 from .loaders import Batch, EpochOrder
-
-
-class _Read(torch.utils.data.Dataset):
-    def __init__(self, split, size):
-        self.split, self.size = split, size
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, i):
-        img = self.split.read(i, self.size)
-        return (torch.zeros(3, self.size, self.size, dtype=torch.uint8), False) if img is None else (img, True)
 
 
 def nbytes(split, size: int) -> int:
@@ -47,20 +35,18 @@ def fits(split, size: int, device: torch.device, fraction: float = 0.5) -> bool:
 class ResidentSplit:
     """The images of ``split`` as one uint8 tensor ``(N, 3, size, size)`` on ``device``."""
 
-    def __init__(self, split, size: int, device: torch.device, workers: int = 0, progress: bool = True, chunk: int = 256):
+    def __init__(self, split, size: int, device: torch.device, workers: int = 0, progress: bool = True):
         self.split, self.device = split, device
         self.images = torch.empty(len(split), 3, size, size, dtype=torch.uint8, device=device)
-        valid = torch.empty(len(split), dtype=torch.bool)
-        loader = DataLoader(_Read(split, size), batch_size=chunk, num_workers=workers, generator=torch.Generator(),
-                            pin_memory=device.type == "cuda")
-        done = 0
-        for imgs, ok in tqdm(loader, desc=f"load {split.name}", unit="batch", disable=not progress, leave=False):
-            self.images[done : done + len(imgs)].copy_(imgs, non_blocking=True)
-            valid[done : done + len(imgs)] = ok
-            done += len(imgs)
-        self.skipped = [split.describe(i) for i in torch.nonzero(~valid).flatten().tolist()]
+        loader = DataLoader(Rescaled(split, size), batch_size=None, num_workers=workers, generator=torch.Generator())
+        self.skipped, self.valid = [], []
+        for i, (img, name) in enumerate(tqdm(loader, desc=f"load {split.name}", unit="img", disable=not progress, leave=False)):
+            self.valid.append(img is not None)
+            if img is None:
+                self.skipped.append(name)
+            else:
+                self.images[i].copy_(img)
         warn_skipped(self.skipped)
-        self.valid = valid.tolist()
         self.labels = torch.tensor(split.labels, dtype=torch.long, device=device)
 
     def __len__(self) -> int:

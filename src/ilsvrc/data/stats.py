@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..checkpoint import atomic_save
 from ..errors import UserError
-from .folders import Split, warn_skipped
+from .folders import Rescaled, Split, warn_skipped
 
 
 @dataclass
@@ -49,17 +49,6 @@ def cache_dir() -> Path:
 
 def cache_key(split: Split, size: int) -> str:
     return hashlib.sha256(f"{split.fingerprint()}|{size}".encode()).hexdigest()[:24]
-
-
-class _Rescaled(torch.utils.data.Dataset):
-    def __init__(self, split, size):
-        self.split, self.size = split, size
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, i):
-        return self.split.read(i, self.size), self.split.describe(i)
 
 
 class Accumulator:
@@ -102,7 +91,7 @@ class Accumulator:
 
 def compute(split: Split, size: int, workers: int = 0, progress: bool = True) -> Stats:
     """One pass over ``split``'s images rescaled to ``size x size``."""
-    loader = DataLoader(_Rescaled(split, size), batch_size=None, num_workers=workers, generator=torch.Generator())
+    loader = DataLoader(Rescaled(split, size), batch_size=None, num_workers=workers, generator=torch.Generator())
     acc = Accumulator(size)
     for img, name in tqdm(loader, desc="statistics", unit="img", disable=not progress, leave=False):
         if img is None:
