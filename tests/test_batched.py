@@ -49,3 +49,23 @@ def test_resident_batches_equal_the_worker_loaders(tiny_data):
     for x, y in zip(heldout.batches(BatchTransforms(ref, torch.device("cpu")), 4, shuffle=False, crops=10),
                     loader(Images(ds.heldout, ref, crops=10), 4, shuffle=False)):
         torch.testing.assert_close(x.images, y.images, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("encoding", ["raw", "jpeg"])
+def test_streamed_batches_equal_the_resident_ones(tiny_data, tmp_path, encoding):
+    from ilsvrc.data.store import pack
+    from ilsvrc.data.streamed import StreamedSplit
+
+    pack(tiny_data, tmp_path / "store", size=20, encoding=encoding, workers=0, progress=False)
+    store = open_dataset(tmp_path / "store")
+    st = compute(store.train, 20, progress=False)
+    batched = BatchTransforms(PaperTransforms(st, 16, "image", True, 0.1), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    resident = ResidentSplit(store.train, 20, cpu, progress=False)
+    for crops in (0, 10):
+        a = list(StreamedSplit(store.train, 20, cpu).batches(batched, 5, shuffle=True, seed=2, epoch=3, crops=crops, rank=1, world=2))
+        b = list(resident.batches(batched, 5, shuffle=True, seed=2, epoch=3, crops=crops, rank=1, world=2))
+        assert len(a) == len(b) == 5
+        for x, y in zip(a, b):
+            assert torch.equal(x.labels, y.labels)
+            torch.testing.assert_close(x.images, y.images, rtol=0, atol=0)

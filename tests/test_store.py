@@ -64,10 +64,22 @@ def test_a_corrupt_image_is_skipped_warned_and_counted(tmp_path):
 def test_training_and_eval_read_a_store(tiny_data, tmp_path, capsys):
     assert main(["pack", str(tiny_data), str(tmp_path / "store"), "--size", "73", "--workers", "0", "--no-progress"]) == 0
     assert "train: 24 images in 1 part(s)" in capsys.readouterr().out
-    row = train("alexnet", tmp_path / "store", tmp_path / "run", epochs=1, batch_size=8, image_size=64,
-                device="cpu", workers=2, progress=False)
-    assert np.isfinite(row["train_loss"])
-    assert main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "store"), "--workers", "0", "--no-progress"]) == 0
+    losses = {}
+    for kind in ("resident", "stream", "workers"):
+        row = train("alexnet", tmp_path / "store", tmp_path / kind, epochs=1, batch_size=8, image_size=64,
+                    device="cpu", workers=2, progress=False, data_loader=kind)
+        assert json.loads((tmp_path / kind / "config.json").read_text())["loader"] == kind
+        losses[kind] = row["train_loss"]
+    # the same batches every way (the batched lighting differs from the per-image one by rounding only)
+    assert losses["stream"] == pytest.approx(losses["resident"], rel=1e-5)
+    assert losses["workers"] == pytest.approx(losses["resident"], rel=1e-3)
+    assert main(["eval", str(tmp_path / "stream"), "--data", str(tmp_path / "store"), "--workers", "0", "--no-progress"]) == 0
+
+
+def test_streaming_needs_a_store(tiny_data, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--loader", "stream",
+                 "--image-size", "64", "--device", "cpu", "--no-progress"]) == 2
+    assert "packed store" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_pack_refuses_to_overwrite_and_leaves_nothing_half_written(tiny_data, tmp_path):

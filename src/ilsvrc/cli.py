@@ -52,8 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, help="recipe override: network input size (the rescaled size follows: 224 of 256)")
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    t.add_argument("--loader", default="auto", choices=("auto", "resident", "workers"),
-                   help="resident: decode once, keep on the device; workers: decode every epoch (default: auto, resident when it fits)")
+    t.add_argument("--loader", default="auto", choices=("auto", "resident", "stream", "workers"),
+                   help="resident: decode once, keep on the device; stream: decode a packed store on the device batch by batch;"
+                   " workers: decode on the CPU every epoch (default: auto)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
     v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
     v.add_argument("--lrn", type=_bool, metavar="BOOL", help="local response normalisation after conv1 and conv2")

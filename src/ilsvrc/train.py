@@ -33,9 +33,7 @@ from . import checkpoint as ckpts
 from . import recipes
 from .data.default import default_data
 from .data.folders import open_dataset, warn_skipped
-from .data.batched import BatchTransforms
-from .data.loaders import Images, loader
-from .data.resident import ResidentSplit, fits
+from .data.sources import KINDS, source
 from .data.stats import Stats, load_or_compute
 from .data.transforms import PaperTransforms, check_settings
 from .device import autocast, default_workers, pick_device
@@ -144,11 +142,9 @@ def train(
 
     ``overrides`` replace recipe values by name (``epochs=1``, ``lr=0.02``,
     ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
-    stops after that many optimizer steps in all. ``data_loader``: "resident"
-    decodes each split once and keeps it on the device (crops and flips in
-    whole batches there), "workers" decodes every image every epoch in loader
-    workers, "auto" picks resident when the data fits. Returns the last
-    metrics row.
+    stops after that many optimizer steps in all. ``data_loader`` is where
+    batches come from: "resident", "stream", "workers" or "auto" (see
+    ``data/sources.py``). Returns the last metrics row.
     """
     out = Path(out)
     last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
@@ -163,8 +159,8 @@ def train(
         if last_path.exists() or best_path.exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         ckpt = None
-    if data_loader not in ("auto", "resident", "workers"):
-        raise UserError(f"--loader must be auto, resident or workers, not {data_loader!r}")
+    if data_loader not in KINDS:
+        raise UserError(f"--loader must be one of {', '.join(KINDS)}, not {data_loader!r}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be positive, not {max_steps}")
     plan = _plan(recipe, ckpt, overrides)
@@ -219,30 +215,11 @@ def train(
     if world.distributed:  # gradients averaged over the ranks; rank 0's weights to start
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    if data_loader == "auto":
-        data_loader = "resident" if fits(dataset.train, stats.size, dev) and fits(dataset.heldout, stats.size, dev, 0.25) else "workers"
-    shard = dict(rank=world.rank, world=world.size)
-    if data_loader == "resident":  # decoded once, cropped in whole batches on the device
-        batched = BatchTransforms(transforms, dev)
-        resident_train = ResidentSplit(dataset.train, stats.size, dev, workers, progress)
-        resident_test = ResidentSplit(dataset.heldout, stats.size, dev, workers, progress)
-
-        def train_batches(epoch, start):
-            return resident_train.batches(batched, bs, shuffle=True, seed=seed, epoch=epoch, start_batch=start, **shard)
-
-        def test_batches():
-            return resident_test.batches(batched, bs, shuffle=False, crops=d["test_crops"], **shard)
-    else:  # decoded and transformed image by image in loader workers
-        pin = dev.type == "cuda"
-        train_images = Images(dataset.train, transforms)
-        test_images = Images(dataset.heldout, transforms, crops=d["test_crops"])
-
-        def train_batches(epoch, start):
-            return loader(train_images, bs, shuffle=True, seed=seed, epoch=epoch, start_batch=start, workers=workers,
-                          pin_memory=pin, **shard)
-
-        def test_batches():
-            return loader(test_images, bs, shuffle=False, workers=workers, pin_memory=pin, **shard)
+    try:
+        batches = source(data_loader, dataset, transforms, dev, bs, seed=seed, test_crops=d["test_crops"],
+                         workers=workers, progress=progress, rank=world.rank, world=world.size)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
     writer = None
     if main:
@@ -250,7 +227,7 @@ def train(
             _keep_rows_until(metrics_path, step)
         out.mkdir(parents=True, exist_ok=True)
         config = {"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
-                  "processes": world.size, "loader": data_loader}
+                  "processes": world.size, "loader": batches.kind}
         ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
         from torch.utils.tensorboard import SummaryWriter
 
@@ -274,7 +251,7 @@ def train(
     def finish_epoch(complete: bool) -> dict:
         """Validate, log one row, step the schedule and write checkpoints."""
         nonlocal best
-        val = evaluate_model(model, test_batches(), dev, world=world)
+        val = evaluate_model(model, batches.test(), dev, world=world)
         n = max(sums["images"], 1)
         row = {
             "epoch": epoch + 1,
@@ -333,7 +310,7 @@ def train(
                     totals.zero_()
                     tick = now
 
-                for batch in train_batches(epoch, position):
+                for batch in batches.train(epoch, position):
                     warn_skipped(batch.skipped)
                     if len(batch.labels) or world.distributed:  # every rank joins every gradient exchange
                         x = batch.images.to(dev, non_blocking=True)

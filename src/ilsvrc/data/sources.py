@@ -1,0 +1,77 @@
+"""Where a run's batches come from: one choice, three ways, the same batches.
+
+- ``resident``: each split decoded once and kept on the device as uint8;
+  crops, flips and lighting on whole batches there (``resident.py``).
+- ``stream``: a packed store's JPEGs decoded batch by batch on the device
+  (``streamed.py``), for data too large to keep resident.
+- ``workers``: every image decoded and transformed on the CPU in loader
+  worker processes, every epoch (``loaders.py``): the CPU path and fallback.
+
+``auto`` takes resident when the data fits in the device's memory, else
+stream for a packed store on a GPU, else workers.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+
+from .batched import BatchTransforms
+from .loaders import Images, loader
+from .resident import ResidentSplit, fits
+from .store import PackedSplit
+from .streamed import StreamedSplit
+from .transforms import PaperTransforms
+
+KINDS = ("auto", "resident", "stream", "workers")
+
+
+@dataclass
+class Source:
+    kind: str
+    train: Callable[[int, int], Iterable]  # (epoch, start_batch) -> training batches
+    test: Callable[[], Iterable]  # () -> test batches
+
+
+def choose(kind: str, dataset, size: int, device: torch.device) -> str:
+    if kind != "auto":
+        return kind
+    if fits(dataset.train, size, device) and fits(dataset.heldout, size, device, 0.25):
+        return "resident"
+    if isinstance(dataset.train, PackedSplit) and device.type == "cuda":
+        return "stream"
+    return "workers"
+
+
+def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device, batch_size: int, *, seed: int,
+           test_crops: int, workers: int, progress: bool, rank: int = 0, world: int = 1) -> Source:
+    """Batch makers for training (shuffled by epoch) and testing (in order)."""
+    size = transforms.stats.size
+    kind = choose(kind, dataset, size, device)
+    shard = dict(rank=rank, world=world)
+    if kind == "workers":
+        pin = device.type == "cuda"
+        train_images = Images(dataset.train, transforms)
+        test_images = Images(dataset.heldout, transforms, crops=test_crops)
+        return Source(
+            kind,
+            lambda epoch, start: loader(train_images, batch_size, shuffle=True, seed=seed, epoch=epoch, start_batch=start,
+                                        workers=workers, pin_memory=pin, **shard),
+            lambda: loader(test_images, batch_size, shuffle=False, workers=workers, pin_memory=pin, **shard),
+        )
+    if kind == "resident":
+        train_split = ResidentSplit(dataset.train, size, device, workers, progress)
+        test_split = ResidentSplit(dataset.heldout, size, device, workers, progress)
+    elif kind == "stream":
+        if not isinstance(dataset.train, PackedSplit):
+            raise ValueError("--loader stream needs a packed store as --data (ilsvrc pack)")
+        train_split, test_split = StreamedSplit(dataset.train, size, device), StreamedSplit(dataset.heldout, size, device)
+    else:
+        raise ValueError(f"--loader must be one of {', '.join(KINDS)}, not {kind!r}")
+    batched = BatchTransforms(transforms, device)
+    return Source(
+        kind,
+        lambda epoch, start: train_split.batches(batched, batch_size, shuffle=True, seed=seed, epoch=epoch,
+                                                 start_batch=start, **shard),
+        lambda: test_split.batches(batched, batch_size, shuffle=False, crops=test_crops, **shard),
+    )

@@ -1,0 +1,73 @@
+"""Batches decoded on the device from a packed store, for data too large to
+keep resident (ImageNet itself).
+
+A background thread reads the stored bytes of the next batches from the
+memory-mapped parts while the device works; each batch's JPEGs are decoded
+together by ``torchvision.io.decode_jpeg(..., device=...)`` (nvJPEG on a GPU,
+libjpeg-turbo on the CPU) and cropped by ``BatchTransforms``. Order and
+random draws are those of the other loaders.
+"""
+
+import queue
+import threading
+
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.transforms.v2 import functional as TF
+
+from .batched import BatchTransforms
+from .loaders import Batch, EpochOrder
+from .store import PackedSplit
+
+
+class StreamedSplit:
+    def __init__(self, split: PackedSplit, size: int, device: torch.device, prefetch: int = 4):
+        if not isinstance(split, PackedSplit):
+            raise ValueError("streaming needs a packed store (ilsvrc pack)")
+        self.split, self.size, self.device, self.prefetch = split, size, device, prefetch
+        self.labels = torch.tensor(split.labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def _read(self, indices: list[int]) -> list[torch.Tensor]:
+        return [torch.from_numpy(np.array(self.split.encoded(i))) for i in indices]
+
+    def _decode(self, encoded: list[torch.Tensor]) -> torch.Tensor:
+        """(B, 3, size, size) uint8 on the device."""
+        stored = self.split.size
+        if self.split.encoding == "raw":
+            imgs = torch.stack(encoded).view(-1, 3, stored, stored).to(self.device, non_blocking=True)
+        else:
+            imgs = torch.stack(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device))
+        if stored != self.size:
+            imgs = TF.center_crop(TF.resize(imgs, [self.size], antialias=True), [self.size, self.size])
+        return imgs
+
+    def batches(self, transforms: BatchTransforms, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                start_batch: int = 0, crops: int = 0, rank: int = 0, world: int = 1):
+        order = EpochOrder(len(self), shuffle=shuffle, seed=seed, epoch=epoch, start=start_batch * batch_size)
+        shares = list(order.batches(batch_size, rank, world))
+        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+
+        def reader():  # host side: bytes of the next batches, ahead of the device
+            for share in shares:
+                ready.put((share, self._read([i for i, _ in share])))
+            ready.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        s = transforms.size
+        while (item := ready.get()) is not None:
+            share, encoded = item
+            if not share:
+                shape = (0, 3, s, s) if crops == 0 else (0, crops, 3, s, s)
+                yield Batch(torch.empty(shape, device=self.device), torch.empty(0, dtype=torch.long, device=self.device), [])
+                continue
+            imgs = self._decode(encoded)
+            labels = self.labels[[i for i, _ in share]].to(self.device, non_blocking=True)
+            if crops == 0:
+                x = transforms.train(imgs, transforms.draws([seed for _, seed in share]))
+            else:
+                x = transforms.test(imgs, crops)
+            yield Batch(x, labels, [])
