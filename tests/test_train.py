@@ -127,3 +127,12 @@ def test_sigterm_saves_the_place_and_exits_130(tiny_data, tmp_path):
     assert "--resume" in err.strip().splitlines()[-1]
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["step"] >= 6
+
+
+def test_compiled_training_matches_eager(tiny_data, tmp_path):
+    common = dict(epochs=1, batch_size=8, seed=1, max_steps=2, dropout=0.0, **SMALL)
+    train("alexnet", tiny_data, tmp_path / "eager", compile=False, **common)
+    train("alexnet", tiny_data, tmp_path / "compiled", compile=True, **common)
+    a, b = weights(tmp_path / "eager" / "last.pt"), weights(tmp_path / "compiled" / "last.pt")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--loader", default="auto", choices=("auto", "resident", "stream", "workers"),
                    help="resident: decode once, keep on the device; stream: decode a packed store on the device batch by batch;"
                    " workers: decode on the CPU every epoch (default: auto)")
+    t.add_argument("--compile", type=_bool, metavar="BOOL", help="torch.compile the model (default: true on a GPU, false on the CPU)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
     v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
     v.add_argument("--lrn", type=_bool, metavar="BOOL", help="local response normalisation after conv1 and conv2")
@@ -115,7 +116,7 @@ def _train(a) -> int:
     row = train(
         a.recipe, a.data, a.out or f"runs/{a.recipe}", max_steps=a.max_steps, device=a.device,
         workers=a.workers, seed=a.seed, resume=a.resume, progress=not a.no_progress,
-        checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader, **overrides,
+        checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader, compile=a.compile, **overrides,
     )
     print(json.dumps(row) if row else "nothing to do: the run has already reached its end")
     return 0

@@ -21,6 +21,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    owned: bool = False  # whether join() made the process group (and leave() should end it)
 
     @property
     def main(self) -> bool:
@@ -65,9 +66,11 @@ def join(device: torch.device) -> World:
         if device.type == "cuda":
             torch.cuda.set_device(world.local_rank)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        world.owned = True
     return world
 
 
-def leave() -> None:
-    if dist.is_initialized():
+def leave(world: World) -> None:
+    """End the process group if ``join`` made it (a caller's own group stays)."""
+    if world.owned and dist.is_initialized():
         dist.destroy_process_group()

@@ -37,7 +37,7 @@ from .data.sources import KINDS, source
 from .data.stats import Stats, load_or_compute
 from .data.transforms import PaperTransforms, check_settings
 from .device import autocast, default_workers, pick_device
-from .distributed import join
+from .distributed import join, leave
 from .errors import Interrupted, UserError
 from .evaluate import count_errors, evaluate_model
 from .models import build
@@ -136,6 +136,7 @@ def train(
     progress: bool = True,
     checkpoint_minutes: float = 10.0,
     data_loader: str = "auto",
+    compile: bool | None = None,
     **overrides,
 ) -> dict:
     """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
@@ -144,7 +145,8 @@ def train(
     ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
     stops after that many optimizer steps in all. ``data_loader`` is where
     batches come from: "resident", "stream", "workers" or "auto" (see
-    ``data/sources.py``). Returns the last metrics row.
+    ``data/sources.py``). ``compile``: torch.compile the training step
+    (default: on a GPU, not on the CPU). Returns the last metrics row.
     """
     out = Path(out)
     last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
@@ -214,6 +216,8 @@ def train(
     net = model
     if world.distributed:  # gradients averaged over the ranks; rank 0's weights to start
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if dev.type == "cuda" if compile is None else compile:  # on by default on a GPU
+        net = torch.compile(net)
 
     try:
         batches = source(data_loader, dataset, transforms, dev, bs, seed=seed, test_crops=d["test_crops"],
@@ -359,6 +363,7 @@ def train(
     finally:
         if writer is not None:
             writer.close()
+        leave(world)
     if stop:
         raise Interrupted(f"interrupted at step {step}; {last_path} holds the run, continue it with --resume")
     return row

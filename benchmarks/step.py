@@ -1,0 +1,278 @@
+"""Training-step throughput: the paper's AlexNet as ilsvrc builds it, the same
+network as a stock PyTorch user would write it, and torchvision's alexnet.
+
+One training step = forward, cross-entropy loss, backward, SGD step (momentum
+0.9, weight decay 5e-4), on one synthetic batch of random images and labels
+that is the same for every step and every network. Compilation and cuDNN's
+algorithm search happen in the warm-up steps, which are not timed. Each
+network is then timed over ``--repeats`` runs of ``--steps`` steps (the device
+synchronised before and after each run); the figure is the median run.
+
+On CUDA every network runs under bf16 autocast with channels_last weights and
+inputs; on the CPU in float32, contiguous.
+
+    python benchmarks/step.py                      # all networks, eager and compiled
+    python benchmarks/step.py --device cuda --batch-size 256 --json step.json
+    python benchmarks/step.py --no-compile         # eager only (fast)
+
+Entries:
+  ilsvrc eager / compiled       ilsvrc.models.build("alexnet", num_classes=1000)
+  stock eager / compiled        the same layers with nn.Conv2d(groups=2) and
+                                torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75,
+                                k=2.0) over all 96 / 256 channels (the towers not
+                                kept apart in the LRN, as a stock user writes it)
+  torchvision eager / compiled  torchvision.models.alexnet(num_classes=1000), random
+                                weights (a different, smaller network: no LRN, no
+                                towers, 64/192/384/256/256 kernels)
+  with --reference-lrn also:
+  ilsvrc eager / compiled, reference LRN   ilsvrc's network with its LRN through
+                                F.local_response_norm (the path before the fused LRN)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from ilsvrc.models import build
+from ilsvrc.models.layers import LocalResponseNorm, lrn_reference
+
+NUM_CLASSES = 1000
+# Defaults per device: (batch size, timed steps per repeat, warm-up steps, repeats).
+DEFAULTS = {"cuda": (256, 20, 5, 5), "cpu": (8, 1, 2, 3)}
+
+
+# --- The networks ---------------------------------------------------------------------------
+
+
+def stock_alexnet(num_classes: int = NUM_CLASSES, image_size: int = 224) -> nn.Module:
+    """The paper's AlexNet as a stock PyTorch user writes it: the same layers,
+    towers as ``groups=2`` convolutions, torch's own LRN over all channels
+    (alpha=5e-4 = n * 1e-4, since torch divides alpha by n)."""
+    lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
+    features = nn.Sequential(
+        nn.Conv2d(3, 96, 11, stride=4, padding=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+    )  # fmt: skip
+    with torch.no_grad():
+        flat = features(torch.zeros(1, 3, image_size, image_size)).numel()
+    classifier = nn.Sequential(
+        nn.Dropout(0.5), nn.Linear(flat, 4096), nn.ReLU(inplace=True),
+        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+        nn.Linear(4096, num_classes),
+    )  # fmt: skip
+    return nn.Sequential(OrderedDict(features=features, flatten=nn.Flatten(1), classifier=classifier))
+
+
+class _ReferenceLRN(LocalResponseNorm):
+    """ilsvrc's LRN through F.local_response_norm (the path before the fused one)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lrn_reference(x, self.size, self.alpha, self.beta, self.k, self.groups)
+
+
+def ilsvrc_alexnet(image_size: int, reference_lrn: bool = False) -> nn.Module:
+    model = build("alexnet", num_classes=NUM_CLASSES, image_size=image_size)
+    if reference_lrn:
+        for name, layer in model.features.named_children():
+            if isinstance(layer, LocalResponseNorm):
+                setattr(model.features, name, _ReferenceLRN(layer.size, layer.alpha, layer.beta, layer.k, layer.groups))
+    return model
+
+
+def torchvision_alexnet(image_size: int) -> nn.Module:
+    return torchvision.models.alexnet(weights=None, num_classes=NUM_CLASSES)
+
+
+# --- Timing ---------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, compiled: bool, compile_mode: str,
+                       steps: int, warmup: int, repeats: int) -> dict:
+    """Median ms per training step of ``model`` on the batch (x, y)."""
+    device = x.device
+    model = model.to(device).train()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compiled else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+    def step() -> torch.Tensor:
+        if compiled and compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        with autocast:
+            loss = F.cross_entropy(forward(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    start = time.perf_counter()
+    for _ in range(warmup):  # compilation, autotuning, allocator warm-up
+        loss = step()
+    _sync(device)
+    warmup_s = time.perf_counter() - start
+    if warmup and not math.isfinite(loss.item()):
+        raise RuntimeError("the loss is not finite during warm-up")
+
+    per_step = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        per_step.append((time.perf_counter() - start) / steps)
+    ms = 1000 * statistics.median(per_step)
+    return {"ms_per_step": ms, "images_per_s": x.shape[0] / (ms / 1000), "warmup_s": warmup_s,
+            "ms_per_step_runs": [1000 * t for t in per_step]}
+
+
+# --- The run --------------------------------------------------------------------------------
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU ({cpu}), {torch.get_num_threads()} threads"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--batch-size", type=int, help="images per step (default: 256 on CUDA, 8 on the CPU)")
+    p.add_argument("--image-size", type=int, default=224, help="square input size in pixels (default 224)")
+    p.add_argument("--steps", type=int, help="timed steps per repeat (default: 20 on CUDA, 1 on the CPU)")
+    p.add_argument("--warmup", type=int, help="untimed steps first, compilation included (default: 5 on CUDA, 2 on the CPU)")
+    p.add_argument("--repeats", type=int, help="timed runs of --steps steps; the median is reported (default: 5 on CUDA, 3 on the CPU)")
+    p.add_argument("--no-compile", action="store_true", help="eager entries only")
+    p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default")
+    p.add_argument("--reference-lrn", action="store_true", help="also time ilsvrc's network with the F.local_response_norm LRN")
+    p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
+    args = p.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda, but torch sees no CUDA device")
+    batch, steps, warmup, repeats = DEFAULTS[args.device]
+    for name, default in (("batch_size", batch), ("steps", steps), ("warmup", warmup), ("repeats", repeats)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    for name in ("batch_size", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        p.error("--warmup must not be negative")
+    if args.image_size < 63:
+        p.error("--image-size must be at least 63 (AlexNet's layers)")
+    return args
+
+
+def entries(args: argparse.Namespace) -> list[tuple[str, Callable[[], nn.Module], bool]]:
+    """(name, model builder, compiled) in the order they are timed."""
+    size = args.image_size
+    nets = [("ilsvrc", lambda: ilsvrc_alexnet(size)), ("stock", lambda: stock_alexnet(NUM_CLASSES, size)),
+            ("torchvision", lambda: torchvision_alexnet(size))]
+    if args.reference_lrn:
+        nets.insert(1, ("ilsvrc, reference LRN", lambda: ilsvrc_alexnet(size, reference_lrn=True)))
+    modes = (False,) if args.no_compile else (False, True)
+    return [(f"{name} {'compiled' if compiled else 'eager'}", make, compiled) for name, make in nets for compiled in modes]
+
+
+def ratios(results: dict) -> dict:
+    """The issue's ratios (images/s over images/s), wherever both entries ran."""
+    pairs = [("ilsvrc compiled / stock compiled", "ilsvrc compiled", "stock compiled"),
+             ("ilsvrc compiled / torchvision compiled", "ilsvrc compiled", "torchvision compiled"),
+             ("ilsvrc eager / stock eager", "ilsvrc eager", "stock eager"),
+             ("ilsvrc eager / torchvision eager", "ilsvrc eager", "torchvision eager"),
+             ("ilsvrc compiled / ilsvrc compiled, reference LRN", "ilsvrc compiled", "ilsvrc, reference LRN compiled")]
+    return {label: results[a]["images_per_s"] / results[b]["images_per_s"]
+            for label, a, b in pairs if a in results and b in results}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print the table, and return every figure."""
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
+
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "float32",
+        "batch_size": args.batch_size, "image_size": args.image_size, "steps": args.steps,
+        "warmup": args.warmup, "repeats": args.repeats, "compile_mode": None if args.no_compile else args.compile_mode,
+        "command": " ".join(["python", "benchmarks/step.py", *(sys.argv[1:] if argv is None else argv)]),
+    }
+    print(f"date         {meta['date']}")
+    print(f"device       {meta['device']}")
+    print(f"torch        {meta['torch']}   torchvision {meta['torchvision']}   python {meta['python']}")
+    print(f"setting      batch {args.batch_size}, {args.image_size}x{args.image_size}, {meta['precision']}; "
+          f"median of {args.repeats} runs of {args.steps} steps after {args.warmup} warm-up steps")
+    print(flush=True)
+
+    results: dict[str, dict] = {}
+    print(f"{'network':<34} {'images/s':>10} {'ms/step':>10} {'warm-up s':>10}")
+    for name, make, compiled in entries(args):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        r = time_training_step(make(), x, y, compiled=compiled, compile_mode=args.compile_mode,
+                               steps=args.steps, warmup=args.warmup, repeats=args.repeats)
+        results[name] = r
+        print(f"{name:<34} {r['images_per_s']:>10.1f} {r['ms_per_step']:>10.2f} {r['warmup_s']:>10.1f}", flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    rat = ratios(results)
+    if rat:
+        print()
+        for label, value in rat.items():
+            print(f"{label:<50} {value:.2f}x")
+    out = {**meta, "results": results, "ratios": rat}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+            f.write("\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
