@@ -137,6 +137,7 @@ def train(
     checkpoint_minutes: float = 10.0,
     data_loader: str = "auto",
     compile: bool | None = None,
+    until_top1_error: float | None = None,
     **overrides,
 ) -> dict:
     """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
@@ -146,7 +147,9 @@ def train(
     stops after that many optimizer steps in all. ``data_loader`` is where
     batches come from: "resident", "stream", "workers" or "auto" (see
     ``data/sources.py``). ``compile``: torch.compile the training step
-    (default: on a GPU, not on the CPU). Returns the last metrics row.
+    (default: on a GPU, not on the CPU). ``until_top1_error``: stop after the
+    first validation whose top-1 error (percent) is at most this. Returns the
+    last metrics row.
     """
     out = Path(out)
     last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
@@ -360,6 +363,8 @@ def train(
                 if complete:
                     epoch, position = epoch + 1, 0
                     sums = _zero_sums()
+                if until_top1_error is not None and row["val_top1_error"] <= until_top1_error:
+                    break  # the target is reached (benchmarks/time_to_accuracy.py)
     finally:
         if writer is not None:
             writer.close()
