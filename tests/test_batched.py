@@ -15,9 +15,12 @@ from test_transforms import fake_stats
 
 
 @pytest.mark.parametrize("mean", ["image", "channel"])
-def test_training_views_match_the_reference(mean):
+@pytest.mark.parametrize("gather", [True, False], ids=["gpu-gather", "cpu-slices"])
+def test_training_views_match_the_reference(mean, gather, monkeypatch):
     ref = PaperTransforms(fake_stats(size=12), 8, mean, flip=True, pca_lighting=0.1)
     batched = BatchTransforms(ref, torch.device("cpu"))
+    crop = batched._crop
+    monkeypatch.setattr(batched, "_crop", lambda *a: crop(*a, gather=gather))  # the GPU's way, on the CPU
     imgs = torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8)
     draws = batched.draws(list(range(100, 116)))
     assert {d.flip for d in draws} == {True, False}
@@ -26,9 +29,12 @@ def test_training_views_match_the_reference(mean):
 
 
 @pytest.mark.parametrize("crops", [1, 10])
-def test_test_views_match_the_reference(crops):
+@pytest.mark.parametrize("gather", [True, False], ids=["gpu-gather", "cpu-slices"])
+def test_test_views_match_the_reference(crops, gather, monkeypatch):
     ref = PaperTransforms(fake_stats(size=13), 8, "image", flip=True, pca_lighting=0.1)  # odd margin: rounding of the centre
     batched = BatchTransforms(ref, torch.device("cpu"))
+    crop = batched._crop
+    monkeypatch.setattr(batched, "_crop", lambda *a: crop(*a, gather=gather))
     imgs = torch.randint(0, 256, (5, 3, 13, 13), dtype=torch.uint8)
     expected = torch.stack([ref.test(img, crops) for img in imgs])
     torch.testing.assert_close(batched.test(imgs, crops), expected, rtol=0, atol=0)

@@ -82,7 +82,9 @@ class PaperTransforms:
     def apply(self, img: torch.Tensor, d: Draw) -> torch.Tensor:
         """The training view of a ``size x size`` uint8 image under draw ``d``."""
         s = self.image_size
-        x = self.subtract_mean(img)[:, d.top : d.top + s, d.left : d.left + s]
+        rows, cols = slice(d.top, d.top + s), slice(d.left, d.left + s)
+        mean = self.mean if self.mean.shape[1] == 1 else self.mean[:, rows, cols]
+        x = img[:, rows, cols].float() - mean  # the crop of (image - mean), computed on the crop only
         if d.flip:
             x = x.flip(-1)
         if self.pca_lighting:
