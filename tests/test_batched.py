@@ -75,3 +75,23 @@ def test_streamed_batches_equal_the_resident_ones(tiny_data, tmp_path, encoding)
         for x, y in zip(a, b):
             assert torch.equal(x.labels, y.labels)
             torch.testing.assert_close(x.images, y.images, rtol=0, atol=0)
+
+
+def test_stopping_a_stream_early_ends_its_reader(tiny_data, tmp_path):
+    import threading
+    import time
+
+    from ilsvrc.data.store import pack
+    from ilsvrc.data.streamed import StreamedSplit
+
+    pack(tiny_data, tmp_path / "store", size=20, encoding="raw", workers=0, progress=False)
+    store = open_dataset(tmp_path / "store")
+    batched = BatchTransforms(PaperTransforms(compute(store.train, 20, progress=False), 16, "image", True, 0.1), torch.device("cpu"))
+    before = threading.active_count()
+    batches = StreamedSplit(store.train, 20, torch.device("cpu"), prefetch=1).batches(batched, 2, shuffle=True)
+    next(batches)
+    batches.close()  # what a break out of the training loop does
+    deadline = time.time() + 5
+    while threading.active_count() > before and time.time() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before

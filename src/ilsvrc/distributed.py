@@ -37,12 +37,6 @@ class World:
             dist.all_reduce(t)
         return t
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when it is true on one."""
-        if not self.distributed:
-            return flag
-        return bool(self.sum(torch.tensor(int(flag), device=device)).item())
-
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

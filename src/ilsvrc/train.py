@@ -203,6 +203,7 @@ def train(
     model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
     sched = _scheduler(opt, s, o["lr"])
     steps_per_epoch = math.ceil(len(dataset.train) / bs)
@@ -345,7 +346,8 @@ def train(
                         if main:
                             writer.add_scalar("step/train_loss", mean_loss, step)
                     due = time.monotonic() - last_save > 60 * checkpoint_minutes and position < steps_per_epoch
-                    stop.requested, due = world.any(bool(stop), dev), world.any(due, dev)
+                    if world.distributed:  # every rank stops and saves at the same step: one exchange for both
+                        stop.requested, due = (bool(v) for v in world.sum(torch.tensor([bool(stop), due], device=dev).int()).tolist())
                     if (max_steps is not None and step >= max_steps) or stop:
                         break
                     if due:

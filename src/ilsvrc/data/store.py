@@ -150,7 +150,7 @@ class _Encoder(torch.utils.data.Dataset):
             with open(path, "rb") as f:
                 data = f.read()
             if data[:3] == b"\xff\xd8\xff" and _decodes_like(data, img):
-                return img, np.frombuffer(data, dtype=np.uint8), path  # already the right geometry: keep the bytes
+                return img, np.frombuffer(bytearray(data), dtype=np.uint8), path  # already the right geometry: keep the bytes
         img = rescale(img, self.size)
         if self.encoding == "raw":
             return img, img.contiguous().numpy().reshape(-1), path

@@ -50,13 +50,31 @@ class StreamedSplit:
         order = EpochOrder(len(self), shuffle=shuffle, seed=seed, epoch=epoch, start=start_batch * batch_size)
         shares = list(order.batches(batch_size, rank, world))
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        done = threading.Event()  # set when the consumer stops early
+
+        def offer(item) -> bool:
+            """Put ``item`` in the queue unless the consumer has stopped."""
+            while not done.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
 
         def reader():  # host side: bytes of the next batches, ahead of the device
             for share in shares:
-                ready.put((share, self._read([i for i, _ in share])))
-            ready.put(None)
+                if not offer((share, self._read([i for i, _ in share]))):
+                    return
+            offer(None)
 
         threading.Thread(target=reader, daemon=True).start()
+        try:
+            yield from self._consume(ready, transforms, crops)
+        finally:
+            done.set()
+
+    def _consume(self, ready: queue.Queue, transforms: BatchTransforms, crops: int):
         s = transforms.size
         while (item := ready.get()) is not None:
             share, encoded = item
