@@ -36,9 +36,10 @@ class BatchTransforms:
         s = self.size
         if not gather:
             x = torch.empty(len(imgs), 3, s, s, dtype=torch.float32, device=imgs.device)
-            for i, (t, l, f) in enumerate(zip(tops.tolist(), lefts.tolist(), flips.tolist())):
-                crop = imgs[i, :, t : t + s, l : l + s].float().sub_(self.mean[:, t : t + s, l : l + s])
-                x[i] = crop.flip(-1) if f else crop
+            for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist())):
+                torch.sub(imgs[i, :, t : t + s, l : l + s], self.mean[:, t : t + s, l : l + s], out=x[i])
+            if flips.any():
+                x[flips] = x[flips].flip(-1)
             return x
         rows = tops[:, None] + self._ramp  # (B, S)
         cols = torch.where(flips[:, None], lefts[:, None] + s - 1 - self._ramp, lefts[:, None] + self._ramp)
@@ -57,7 +58,7 @@ class BatchTransforms:
         if self.reference.pca_lighting:
             alphas = torch.stack([d.alpha for d in draws]).to(dev)  # (B, 3)
             offsets = 255.0 * (alphas * self.eigval) @ self.eigvec.T  # row i: P (a_i * l)
-            x = x + offsets[:, :, None, None]
+            x.add_(offsets[:, :, None, None])
         return x
 
     def test(self, imgs: torch.Tensor, crops: int = 1) -> torch.Tensor:
