@@ -274,6 +274,13 @@ def train(
             "epoch_time_s": sums["seconds"],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        # The row first, then the checkpoints: a run killed in between resumes
+        # from the older last.pt, which drops rows after its step (_keep_rows_until).
+        if main:
+            _append_row(metrics_path, row)
+            for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s"):
+                writer.add_scalar(f"epoch/{key}", row[key], step)
+            writer.flush()
         if complete:
             sched.step(val["top1_error"])  # Sec. 5: divide by 10 when the validation error stops improving
         if val["top1_error"] < best:
@@ -282,10 +289,6 @@ def train(
                 ckpts.atomic_save(_state(complete) | {"val": val}, best_path)
         save_last(complete)
         if main:
-            for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s"):
-                writer.add_scalar(f"epoch/{key}", row[key], step)
-            writer.flush()
-            _append_row(metrics_path, row)
             tqdm.write(
                 f"epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
                 f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
