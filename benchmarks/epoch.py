@@ -58,29 +58,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import gc
-import hashlib
 import importlib
 import importlib.util
 import io
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-import torchvision
 
 import ilsvrc
 from ilsvrc import recipes
 from ilsvrc.data.folders import open_dataset
-from ilsvrc.data.stats import cache_dir, cache_path, load_or_compute
-from ilsvrc.data.store import is_store, pack
+from ilsvrc.data.stats import cache_path, load_or_compute
+from ilsvrc.data.store import is_store
 from ilsvrc.device import default_workers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
+from common import default_data, default_store_dir, machine, store_for, sync, timed_source, write_json  # noqa: E402
+
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -92,77 +91,6 @@ DEFAULTS = {"cuda": (128, None), "cpu": (16, 20)}
 
 
 # --- Data, store, device ----------------------------------------------------------------------
-
-
-def default_data() -> Path | None:
-    env = os.environ.get("ILSVRC_DATA")
-    for folder in ([Path(env).expanduser() / "imagenette"] if env else []) + [REPO.parent / "shared" / "datasets" / "imagenette"]:
-        if (folder / "train").is_dir():
-            return folder
-    return None
-
-
-def default_store_dir() -> Path:
-    return cache_dir() / "bench-stores"
-
-
-def store_for(dataset, store_dir: Path, size: int, workers: int | None, progress: bool) -> tuple[Path, float | None]:
-    """The packed JPEG store of ``dataset`` at ``size`` in ``store_dir`` (made once,
-    then reused; the naming of benchmarks/loader.py), and the seconds packing took
-    (None when reused)."""
-    key = hashlib.sha256(f"{dataset.train.fingerprint()}|{dataset.heldout.fingerprint()}|{size}|jpeg".encode())
-    path = Path(store_dir).expanduser() / f"{dataset.root.name}-{size}-jpeg-{key.hexdigest()[:16]}"
-    if is_store(path):
-        return path, None
-    if path.exists():
-        raise SystemExit(f"benchmarks/epoch.py: error: {path} exists but is not a packed store; remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    pack(dataset.root, path, size=size, encoding="jpeg", workers=workers, progress=progress)
-    return path, time.perf_counter() - start
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU ({cpu}), {torch.get_num_threads()} threads"
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@contextlib.contextmanager
-def timed_source(device: torch.device, seconds: list):
-    """Times the making of the batch source inside ``ilsvrc.train`` (the one-time
-    resident load happens there) and appends the seconds to ``seconds``."""
-    module = importlib.import_module("ilsvrc.train")
-    original = module.source
-
-    def source(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            _sync(device)
-            seconds.append(time.perf_counter() - start)
-
-    module.source = source
-    try:
-        yield
-    finally:
-        module.source = original
 
 
 # --- Model-only: benchmarks/step.py -----------------------------------------------------------
@@ -291,13 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     origins = {"resident": args.resident_from, "stream": "store", "workers": args.workers_from}
     needed = {origins[s] for s in args.loaders}
     meta = {
-        "date": datetime.date.today().isoformat(),
-        "device": device_name(device),
-        "cores": cores(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "ilsvrc": ilsvrc.__version__,
-        "python": platform.python_version(),
+        **machine(device),
         "data": str(Path(args.data).resolve()),
         "train_images": len(dataset.train),
         "val_images": len(dataset.heldout),
@@ -329,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
         load_or_compute(dataset.train, size, default_workers(args.workers), progress)
         once["stats_s"], once["stats_cached"] = time.perf_counter() - start, cached
     if "store" in needed:
-        store_path, pack_s = store_for(dataset, args.store_dir or default_store_dir(), size, args.workers, progress)
+        store_path, pack_s = store_for(dataset, args.store_dir or default_store_dir(), size, args.workers, progress, "epoch.py")
         once["pack_s"] = pack_s
         meta["store"], meta["store_reused"] = str(store_path), pack_s is None
         store = store_path
@@ -350,14 +272,14 @@ def main(argv: list[str] | None = None) -> dict:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             loads: list[float] = []
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             with timed_source(device, loads):
                 last = ilsvrc.train(RECIPE, data=roots[origins[name]], out=Path(tmp) / "run", max_steps=args.max_steps,
                                     device=args.device, workers=args.workers, seed=args.seed, progress=progress,
                                     data_loader=name, compile=args.compile, batch_size=args.batch_size,
                                     image_size=args.image_size, epochs=args.epochs)
-            _sync(device)
+            sync(device)
             wall = time.perf_counter() - start
             rows = _rows(Path(tmp) / "run" / "metrics.jsonl")
             kind = json.loads((Path(tmp) / "run" / "config.json").read_text())["loader"]
@@ -399,10 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     ratios = {name: r["ratio_to_model_only"] for name, r in results.items()}
     out = {**meta, "model_only": model, "results": results, "ratios": ratios, "one_time": once}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+    write_json(args.json, out)
     return out
 
 

@@ -46,10 +46,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
-import json
 import math
-import os
 import platform
 import shutil
 import sys
@@ -69,9 +66,12 @@ from ilsvrc.data.batched import BatchTransforms
 from ilsvrc.data.folders import open_dataset
 from ilsvrc.data.loaders import Images, loader
 from ilsvrc.data.resident import ResidentSplit
-from ilsvrc.data.stats import Stats, cache_dir, load_or_compute
-from ilsvrc.data.store import is_store, pack
+from ilsvrc.data.stats import Stats, load_or_compute
 from ilsvrc.data.transforms import PaperTransforms
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
+from common import cores, default_data, default_store_dir, device_name, store_for, sync, write_json  # noqa: E402
+
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = "alexnet"
@@ -132,11 +132,6 @@ def baseline_epochs(train_dir: Path, stats: Stats, data: dict, batch_size: int, 
 # --- Timing ---------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _forever(epochs: Callable[[int], Iterator]) -> Iterator:
     epoch = 0
     while True:
@@ -164,7 +159,7 @@ def measure(epochs: Callable[[int], Iterator], device: torch.device, image_size:
 
     images = count = 0
     if whole_epoch:
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for batch in epochs(0):
             images += take(batch)
@@ -173,12 +168,12 @@ def measure(epochs: Callable[[int], Iterator], device: torch.device, image_size:
         stream = _forever(epochs)
         for _ in range(warmup):
             take(next(stream))
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for _ in range(batches):
             images += take(next(stream))
             count += 1
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - start
     if not whole_epoch:
         stream.close()  # ends the epoch's loader (and its workers)
@@ -188,14 +183,6 @@ def measure(epochs: Callable[[int], Iterator], device: torch.device, image_size:
 
 
 # --- Data, store and statistics -------------------------------------------------------------
-
-
-def default_data() -> Path | None:
-    env = os.environ.get("ILSVRC_DATA")
-    for folder in ([Path(env).expanduser() / "imagenette"] if env else []) + [REPO.parent / "shared" / "datasets" / "imagenette"]:
-        if (folder / "train").is_dir():
-            return folder
-    return None
 
 
 def make_synthetic(root: Path, classes: int, train: int, val: int, size: int, seed: int = 0) -> Path:
@@ -212,41 +199,6 @@ def make_synthetic(root: Path, classes: int, train: int, val: int, size: int, se
                 img = 0.6 * colour + 60 * stripes + rng.normal(0, 25, (size, size, 3))
                 Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"img{i:04d}.jpg", quality=90)
     return root
-
-
-def default_store_dir() -> Path:
-    return cache_dir() / "bench-stores"
-
-
-def store_for(dataset, store_dir: Path, size: int, workers: int, progress: bool) -> tuple[Path, float | None]:
-    """The packed JPEG store of ``dataset`` in ``store_dir`` (made once, then reused),
-    and the seconds packing took (None when reused)."""
-    key = hashlib.sha256(f"{dataset.train.fingerprint()}|{dataset.heldout.fingerprint()}|{size}|jpeg".encode())
-    path = Path(store_dir).expanduser() / f"{dataset.root.name}-{size}-jpeg-{key.hexdigest()[:16]}"
-    if is_store(path):
-        return path, None
-    if path.exists():
-        raise SystemExit(f"benchmarks/loader.py: error: {path} exists but is not a packed store; remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    pack(dataset.root, path, size=size, encoding="jpeg", workers=workers, progress=progress)
-    return path, time.perf_counter() - start
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU ({cpu})"
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # --- The run --------------------------------------------------------------------------------
@@ -308,7 +260,7 @@ def _run(args, device, progress, data, size, crop, root, synthetic, argv) -> dic
     dataset = open_dataset(root)
     meta = {
         "date": datetime.date.today().isoformat(),
-        "device": device_name(device),
+        "device": device_name(device, threads=False),
         "cores": cores(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -337,7 +289,7 @@ def _run(args, device, progress, data, size, crop, root, synthetic, argv) -> dic
     once["stats_s"] = time.perf_counter() - start
     transforms = PaperTransforms(stats, crop, data["mean"], data["flip"], data["pca_lighting"])
     store_dir = args.store_dir or default_store_dir()
-    store_path, pack_s = store_for(dataset, store_dir, size, workers, progress)
+    store_path, pack_s = store_for(dataset, store_dir, size, workers, progress, "loader.py")
     once["pack_s"] = pack_s
     store = open_dataset(store_path)
     meta["store"], meta["store_reused"] = str(store_path), pack_s is None
@@ -348,10 +300,10 @@ def _run(args, device, progress, data, size, crop, root, synthetic, argv) -> dic
         return lambda epoch: iter(loader(images, bs, shuffle=True, epoch=epoch, workers=workers, pin_memory=pin))
 
     def resident_epochs():
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         resident = ResidentSplit(store.train, size, device, workers, progress)
-        _sync(device)
+        sync(device)
         once["resident_load_s"] = time.perf_counter() - start
         batched = BatchTransforms(transforms, device)
         return lambda epoch: resident.batches(batched, bs, shuffle=True, epoch=epoch)
@@ -386,10 +338,7 @@ def _run(args, device, progress, data, size, crop, root, synthetic, argv) -> dic
           f"resident load {once['resident_load_s']:.1f} s ({device.type})")
 
     out = {**meta, "results": results, "ratios": ratios, "best": best, "one_time": once}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+    write_json(args.json, out)
     return out
 
 

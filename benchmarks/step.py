@@ -34,11 +34,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import math
 import platform
 import statistics
 import sys
+from pathlib import Path
 import time
 from collections import OrderedDict
 from typing import Callable
@@ -50,6 +50,10 @@ from torch.nn import functional as F
 
 from ilsvrc.models import build
 from ilsvrc.models.layers import LocalResponseNorm, lrn_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
+from common import device_name, sync, write_json  # noqa: E402
+
 
 NUM_CLASSES = 1000
 # Defaults per device: (batch size, timed steps per repeat, warm-up steps, repeats).
@@ -104,11 +108,6 @@ def torchvision_alexnet(image_size: int) -> nn.Module:
 # --- Timing ---------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, compiled: bool, compile_mode: str,
                        steps: int, warmup: int, repeats: int) -> dict:
     """Median ms per training step of ``model`` on the batch (x, y)."""
@@ -133,18 +132,18 @@ def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, co
     start = time.perf_counter()
     for _ in range(warmup):  # compilation, autotuning, allocator warm-up
         loss = step()
-    _sync(device)
+    sync(device)
     warmup_s = time.perf_counter() - start
     if warmup and not math.isfinite(loss.item()):
         raise RuntimeError("the loss is not finite during warm-up")
 
     per_step = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        _sync(device)
+        sync(device)
         per_step.append((time.perf_counter() - start) / steps)
     ms = 1000 * statistics.median(per_step)
     return {"ms_per_step": ms, "images_per_s": x.shape[0] / (ms / 1000), "warmup_s": warmup_s,
@@ -152,18 +151,6 @@ def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, co
 
 
 # --- The run --------------------------------------------------------------------------------
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU ({cpu}), {torch.get_num_threads()} threads"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -267,10 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
         for label, value in rat.items():
             print(f"{label:<50} {value:.2f}x")
     out = {**meta, "results": results, "ratios": rat}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+    write_json(args.json, out)
     return out
 
 

@@ -41,19 +41,13 @@ accepted too).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import importlib
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-import torchvision
 
 import ilsvrc
 from ilsvrc import recipes
@@ -62,6 +56,10 @@ from ilsvrc.data.stats import cache_path, load_or_compute
 from ilsvrc.data.store import is_store
 from ilsvrc.device import default_workers, pick_device
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
+from common import default_data, machine, sync, timed_source, write_json  # noqa: E402
+
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = "alexnet"
 TARGET = 40.0  # percent val top-1 error on Imagenette; a GPU run's target (chance is 90%)
@@ -69,57 +67,6 @@ TARGET = 40.0  # percent val top-1 error on Imagenette; a GPU run's target (chan
 OVERRIDES = (("--epochs", "epochs", int), ("--batch-size", "batch_size", int), ("--lr", "lr", float),
              ("--image-size", "image_size", int), ("--momentum", "momentum", float),
              ("--weight-decay", "weight_decay", float), ("--patience", "patience", int))
-
-
-def default_data() -> Path | None:
-    env = os.environ.get("ILSVRC_DATA")
-    for folder in ([Path(env).expanduser() / "imagenette"] if env else []) + [REPO.parent / "shared" / "datasets" / "imagenette"]:
-        if (folder / "train").is_dir() or is_store(folder):
-            return folder
-    return None
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU ({cpu}), {torch.get_num_threads()} threads"
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@contextlib.contextmanager
-def timed_source(device: torch.device, seconds: list):
-    """Times the making of the batch source inside ``ilsvrc.train`` (the one-time
-    resident load happens there) and appends the seconds to ``seconds``."""
-    module = importlib.import_module("ilsvrc.train")
-    original = module.source
-
-    def source(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            _sync(device)
-            seconds.append(time.perf_counter() - start)
-
-    module.source = source
-    try:
-        yield
-    finally:
-        module.source = original
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -164,13 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     compiled = args.compile if args.compile is not None else device.type == "cuda"
     d, o, s = plan["data"], plan["optim"], plan["schedule"]
     meta = {
-        "date": datetime.date.today().isoformat(),
-        "device": device_name(device),
-        "cores": cores(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "ilsvrc": ilsvrc.__version__,
-        "python": platform.python_version(),
+        **machine(device),
         "data": str(Path(args.data).resolve()),
         "train_images": len(dataset.train), "val_images": len(dataset.heldout), "classes": len(dataset.classes),
         "target_top1_error": args.target,
@@ -203,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(tmp.name) / "run"
     try:
         started = datetime.datetime.now(datetime.timezone.utc)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         stats_cached = is_store(dataset.root) or cache_path(dataset.train, d["resize"]).exists()
         load_or_compute(dataset.train, d["resize"], default_workers(args.workers), progress)
@@ -216,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                              compile=compiled, until_top1_error=args.target, **overrides)
         except ilsvrc.UserError as e:
             raise SystemExit(f"benchmarks/time_to_accuracy.py: error: {e}") from None
-        _sync(device)
+        sync(device)
         t2 = time.perf_counter()
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
         loader = json.loads((out / "config.json").read_text())["loader"]
@@ -260,10 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['training_steps_s']:.1f} s in the training steps alone; {result['from_rows_s']:.0f} s by the metrics rows")
 
     output = {**meta, "result": result, "rows": rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(output, f, indent=2)
-            f.write("\n")
+    write_json(args.json, output)
     return output
 
 

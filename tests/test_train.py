@@ -1,7 +1,6 @@
 """Training (AlexNet Sec. 5): it learns, it logs, and it resumes exactly."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

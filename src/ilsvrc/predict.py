@@ -1,8 +1,6 @@
 """Classify image files with a trained checkpoint: the five most probable
 classes of each, by name (AlexNet Sec. 6.1, Figure 4)."""
 
-import torch
-
 from . import checkpoint as ckpts
 from .data.classnames import display_name
 from .data.folders import decode_rgb
