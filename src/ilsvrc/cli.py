@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", help="a .pt file or a run directory (its best.pt, else last.pt)")
     e.add_argument("--data", help="ImageFolder root (default: the data the checkpoint was trained on)")
     e.add_argument("--ten-crop", action="store_true", help="average the softmax over ten crops (Sec. 4.1)")
-    e.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's)")
+    e.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's, divided by the crops per image)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(e)
 

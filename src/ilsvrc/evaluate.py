@@ -96,7 +96,8 @@ def evaluate(
     model = model_from_checkpoint(ckpt).to(dev)
     crops = 10 if ten_crop else 1
     images = Images(dataset.heldout, transforms_from_checkpoint(ckpt), crops=crops)
-    bs = batch_size or ckpt["config"]["optim"]["batch_size"]
+    # the recipe's batch counts views: ten crops of 12 images are 120 views, not 1280
+    bs = batch_size or max(1, ckpt["config"]["optim"]["batch_size"] // crops)
     batches = loader(images, bs, shuffle=False, workers=default_workers(workers), pin_memory=dev.type == "cuda")
     result = evaluate_model(model, batches, dev, progress)
     result.update(crops=crops, split=str(dataset.heldout.root), checkpoint=str(checkpoint))
