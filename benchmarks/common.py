@@ -117,3 +117,11 @@ def write_json(path, obj) -> None:
         with open(path, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
+
+
+def resolve_device(parser, args) -> None:
+    """``args.device``: ``auto`` becomes cuda or cpu; cuda without a GPU is a usage error."""
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch sees no CUDA device")

@@ -78,7 +78,7 @@ from ilsvrc.data.store import is_store
 from ilsvrc.device import default_workers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
-from common import default_data, default_store_dir, machine, store_for, sync, timed_source, write_json  # noqa: E402
+from common import default_data, default_store_dir, machine, resolve_device, store_for, sync, timed_source, write_json  # noqa: E402
 
 
 HERE = Path(__file__).resolve().parent
@@ -164,10 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = p.parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but torch sees no CUDA device")
+    resolve_device(p, args)
     args.loaders = [s.strip() for s in args.loaders.split(",") if s.strip()]
     unknown = [s for s in args.loaders if s not in SOURCES]
     if unknown or not args.loaders or len(set(args.loaders)) != len(args.loaders):

@@ -70,7 +70,7 @@ from ilsvrc.data.stats import Stats, load_or_compute
 from ilsvrc.data.transforms import PaperTransforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
-from common import cores, default_data, default_store_dir, device_name, store_for, sync, write_json  # noqa: E402
+from common import cores, default_data, default_store_dir, device_name, resolve_device, store_for, sync, write_json  # noqa: E402
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,10 +219,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(default: $ILSVRC_CACHE/bench-stores, else ~/.cache/ilsvrc/bench-stores)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = p.parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but torch sees no CUDA device")
+    resolve_device(p, args)
     for name in ("batch_size", "batches"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

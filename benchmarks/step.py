@@ -52,7 +52,7 @@ from ilsvrc.models import build
 from ilsvrc.models.layers import LocalResponseNorm, lrn_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
-from common import device_name, sync, write_json  # noqa: E402
+from common import device_name, resolve_device, sync, write_json  # noqa: E402
 
 
 NUM_CLASSES = 1000
@@ -166,10 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reference-lrn", action="store_true", help="also time ilsvrc's network with the F.local_response_norm LRN")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = p.parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but torch sees no CUDA device")
+    resolve_device(p, args)
     batch, steps, warmup, repeats = DEFAULTS[args.device]
     for name, default in (("batch_size", batch), ("steps", steps), ("warmup", warmup), ("repeats", repeats)):
         if getattr(args, name) is None:

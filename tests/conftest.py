@@ -1,6 +1,7 @@
 """Shared fixtures: small datasets, real where ../shared/datasets is present,
 generated otherwise, so the suite runs anywhere without downloads."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -75,3 +76,11 @@ def snapshot(folder: Path) -> dict:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

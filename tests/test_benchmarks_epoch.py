@@ -2,33 +2,24 @@
 tiny generated dataset and report finite figures (no timing thresholds:
 speed lives in benchmarks/, not in tests)."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from conftest import make_images
+from conftest import load_benchmark, make_images
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def epoch():
-    return _load("epoch")
+    return load_benchmark("epoch")
 
 
 @pytest.fixture(scope="module")
 def tta():
-    return _load("time_to_accuracy")
+    return load_benchmark("time_to_accuracy")
 
 
 @pytest.fixture(scope="module")

@@ -2,23 +2,17 @@
 reports a figure for each (no timing thresholds: speed lives in benchmarks/,
 not in tests)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
-from conftest import make_images
+from conftest import load_benchmark, make_images
 
-LOADER = Path(__file__).resolve().parents[1] / "benchmarks" / "loader.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmarks_loader", LOADER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("loader")
 
 
 def _finite_positive(value) -> bool:

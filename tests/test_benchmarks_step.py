@@ -1,22 +1,18 @@
 """benchmarks/step.py runs and reports a figure for every network (no timing
 thresholds: speed lives in benchmarks/, not in tests)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-STEP = Path(__file__).resolve().parents[1] / "benchmarks" / "step.py"
+from conftest import load_benchmark
+
 
 
 @pytest.fixture(scope="module")
 def step():
-    spec = importlib.util.spec_from_file_location("benchmarks_step", STEP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("step")
 
 
 def test_step_benchmark_reports_every_network(step, tmp_path, capsys):
