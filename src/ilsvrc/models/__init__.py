@@ -1,46 +1,86 @@
 """The model registry: every entry point takes a model by name.
 
 ``build("alexnet", num_classes=10, lrn=False)`` returns the paper's network
-with one change; the paper values of every switch come from the model's
-recipe file (``recipes/<name>.toml``, table ``[model]``), so that the numbers
-live in one place with their sources.
+with one change. Each family module (alexnet.py, vgg.py, ...) declares its
+models in a ``MODELS`` table: name -> (builder, recipe, fixed arguments). The
+paper values of every switch come from that recipe's ``[model]`` table
+(``recipes/<recipe>.toml``), so that the numbers live in one place with their
+sources; the fixed arguments are what the name itself says (VGG's
+configuration letter, a ResNet's depth). A model whose recipe is ``None``
+(weights imported from elsewhere) has no switches and no training recipe.
 """
 
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from functools import cache
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .. import recipes
 from ..errors import UserError
-from .alexnet import alexnet
 
-# name -> (builder, recipe whose [model] table holds the paper's values)
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], str]] = {
-    "alexnet": (alexnet, "alexnet"),
-}
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    builder: Callable[..., nn.Module]
+    recipe: str | None  # the recipe that trains it and holds its switches' paper values
+    fixed: dict  # arguments the name fixes
+    paper: str  # the paper it comes from
+
+
+@cache
+def _registry() -> dict[str, Entry]:
+    entries: dict[str, Entry] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for name, (builder, recipe, fixed) in getattr(module, "MODELS", {}).items():
+            assert name not in entries, f"model {name} is declared twice"
+            entries[name] = Entry(name, builder, recipe, dict(fixed), module.PAPER)
+    return entries
 
 
 def names() -> list[str]:
     """The model names that ``build`` accepts."""
-    return sorted(_REGISTRY)
+    return sorted(_registry())
+
+
+def entry(name: str) -> Entry:
+    if name not in _registry():
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(names())}")
+    return _registry()[name]
 
 
 def paper_variant(name: str) -> dict:
     """The paper's values of every switch of model ``name``."""
-    if name not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; known models: {', '.join(names())}")
-    return recipes.load(_REGISTRY[name][1])["model"]
+    e = entry(name)
+    return recipes.load(e.recipe)["model"] if e.recipe else {}
 
 
 def build(name: str, num_classes: int = 1000, image_size: int = 224, **variant) -> nn.Module:
     """Model ``name`` for ``num_classes`` classes and square inputs of
     ``image_size`` pixels, with the paper's values except those in ``variant``."""
+    e = entry(name)
     settings = paper_variant(name)
     unknown = sorted(set(variant) - set(settings))
     if unknown:
-        raise UserError(f"{name} has no switch {', '.join(unknown)}; its switches: {', '.join(sorted(settings))}")
+        switches = ", ".join(sorted(settings)) or "none"
+        raise UserError(f"{name} has no switch {', '.join(unknown)}; its switches: {switches}")
     settings.update(variant)
     try:
-        return _REGISTRY[name][0](num_classes, image_size=image_size, **settings)
-    except ValueError as e:
-        raise UserError(f"{name}: {e}") from None
+        return e.builder(num_classes, image_size=image_size, **e.fixed, **settings)
+    except ValueError as err:
+        raise UserError(f"{name}: {err}") from None
+
+
+def parameter_count(name: str, num_classes: int = 1000, image_size: int | None = None, **variant) -> int:
+    """Parameters of model ``name``, counted without allocating its weights."""
+    if image_size is None:
+        e = entry(name)
+        image_size = recipes.load(e.recipe)["data"]["image_size"] if e.recipe else 224
+    with torch.device("meta"):
+        model = build(name, num_classes, image_size, **variant)
+    return sum(p.numel() for p in model.parameters())

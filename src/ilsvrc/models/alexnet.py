@@ -23,7 +23,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import LocalResponseNorm
+from .layers import ACTIVATIONS, LocalResponseNorm, activation as make_activation, fc_head, fc_head_dense, parse_pool
 
 # Section 3.5 / Figure 2: (name, output channels, kernel, stride, padding,
 # tower-split input, followed by LRN, followed by max-pooling).
@@ -36,18 +36,6 @@ CONV_LAYERS = (
 )
 HIDDEN_UNITS = 4096  # Section 3.5: fc6 and fc7 have 4096 neurons each
 REMOVABLE = ("conv3", "conv4", "conv5")
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
-
-
-def parse_pool(pool: str) -> tuple[int, int]:
-    """``"3/2"`` -> (window 3, stride 2)."""
-    try:
-        window, stride = (int(v) for v in str(pool).split("/"))
-    except ValueError:
-        raise ValueError(f"pool must read 'window/stride' such as '3/2' or '2/2', not {pool!r}") from None
-    if window < 1 or stride < 1:
-        raise ValueError(f"pool window and stride must be positive, not {pool!r}")
-    return window, stride
 
 
 class AlexNet(nn.Module):
@@ -81,7 +69,6 @@ class AlexNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
         window, stride = parse_pool(pool)
-        act = ACTIVATIONS[activation]
         self.towers = towers
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -92,7 +79,7 @@ class AlexNet(nn.Module):
             i = name[-1]
             groups = towers if split else 1
             layers[name] = nn.Conv2d(channels, out, kernel, stride=step, padding=pad, groups=groups)
-            layers[f"relu{i}"] = act()
+            layers[f"relu{i}"] = make_activation(activation)
             if has_lrn and lrn:
                 # Each GPU normalised its own kernel maps (Sec. 3.2, 3.3).
                 layers[f"lrn{i}"] = LocalResponseNorm(lrn_size, lrn_alpha, lrn_beta, lrn_k, groups=towers)
@@ -102,17 +89,7 @@ class AlexNet(nn.Module):
         self.features = nn.Sequential(layers)
 
         flat = self._flat_features(image_size)
-        self.classifier = nn.Sequential(
-            OrderedDict(
-                fc6=nn.Linear(flat, HIDDEN_UNITS),
-                relu6=act(),
-                drop6=nn.Dropout(dropout),
-                fc7=nn.Linear(HIDDEN_UNITS, HIDDEN_UNITS),
-                relu7=act(),
-                drop7=nn.Dropout(dropout),
-                fc8=nn.Linear(HIDDEN_UNITS, num_classes),
-            )
-        )
+        self.classifier = fc_head(flat, num_classes, hidden=(HIDDEN_UNITS, HIDDEN_UNITS), dropout=dropout, act=activation)
         self._init(init_std, bias_init)
 
     def _flat_features(self, image_size: int) -> int:
@@ -149,8 +126,17 @@ class AlexNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
 
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores of an input larger than the training size: the fully
+        connected layers applied as convolutions, the score map averaged."""
+        return fc_head_dense(self.classifier, self.features(x))
+
 
 def alexnet(num_classes: int = 1000, **variant) -> AlexNet:
     """AlexNet from "ImageNet Classification with Deep Convolutional Neural
     Networks" (Krizhevsky, Sutskever, Hinton, NIPS 2012)."""
     return AlexNet(num_classes, **variant)
+
+
+PAPER = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep Convolutional Neural Networks, NIPS 2012"
+MODELS = {"alexnet": (alexnet, "alexnet", {})}

@@ -11,6 +11,8 @@ multiplies the plain sum. ``torch.nn.LocalResponseNorm`` (like Caffe) divides
 the paper's constants directly and its test checks both statements.
 """
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -99,3 +101,124 @@ class LocalResponseNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
+
+
+# --- Blocks shared by every family --------------------------------------------
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation layer by name ("relu" or "tanh")."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {name!r}")
+    return ACTIVATIONS[name](inplace=False) if name == "relu" else ACTIVATIONS[name]()
+
+
+class ConvBlock(nn.Sequential):
+    """A convolution, then batch normalisation (``norm=True``), then an
+    activation (``act=None`` for none): children ``conv``, ``bn``, ``relu``
+    (the activation's slot keeps that name whatever it is, as the papers'
+    layer names do), so a state dict reads ``conv3_1.conv.weight``.
+
+    ``padding`` defaults to ``kernel // 2`` (the map keeps its size at stride
+    1); the convolution has a bias only without batch normalisation (the norm's
+    shift replaces it), unless ``bias`` says otherwise. ``eps`` is the batch
+    norm's epsilon.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int | None = None,
+                 *, groups: int = 1, norm: bool = False, act: str | None = "relu", bias: bool | None = None,
+                 eps: float = 1e-5):
+        super().__init__()
+        padding = kernel // 2 if padding is None else padding
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups,
+                              bias=(not norm) if bias is None else bias)
+        if norm:
+            self.bn = nn.BatchNorm2d(out_channels, eps=eps)
+        if act is not None:
+            self.relu = activation(act)
+
+
+def fc_head(in_features: int, num_classes: int, *, hidden: tuple[int, ...] = (4096, 4096), dropout: float = 0.5,
+            act: str = "relu", first: int = 6) -> nn.Sequential:
+    """AlexNet's and VGG's classifier: hidden fully connected layers, each
+    followed by the activation and dropout, then the class scores. Children
+    are named from ``fc{first}``: fc6, relu6, drop6, fc7, relu7, drop7, fc8
+    (``relu6`` holds the activation, tanh included)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    width = in_features
+    for i, units in enumerate(hidden, start=first):
+        layers[f"fc{i}"] = nn.Linear(width, units)
+        layers[f"relu{i}"] = activation(act)
+        layers[f"drop{i}"] = nn.Dropout(dropout)
+        width = units
+    layers[f"fc{first + len(hidden)}"] = nn.Linear(width, num_classes)
+    return nn.Sequential(layers)
+
+
+def fc_head_dense(head: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
+    """Dense evaluation (VGG Sec. 3.2): the fully connected ``head`` applied as
+    convolutions over a feature map larger than the one it was trained on,
+    the class score map averaged over positions. The first layer becomes a
+    convolution with the trained map's size as kernel (``head[0].in_features
+    = C * k * k``), the others 1x1 convolutions. (B, C, H, W) -> (B, classes)."""
+    x = features
+    c = x.shape[1]
+    for layer in head:
+        if isinstance(layer, nn.Linear):
+            if x.dim() == 4 and layer.in_features != x.shape[1]:  # the first: a k x k convolution
+                k = int(round((layer.in_features / c) ** 0.5))
+                if c * k * k != layer.in_features:
+                    raise ValueError(f"{layer.in_features} inputs are not {c} channels on a square map")
+                weight = layer.weight.view(layer.out_features, c, k, k)
+            else:
+                weight = layer.weight.view(layer.out_features, layer.in_features, 1, 1)
+            x = F.conv2d(x, weight.to(x.dtype), layer.bias.to(x.dtype))
+        else:
+            x = layer(x)
+    return x.mean((2, 3))
+
+
+def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float = 0.0) -> None:
+    """Initialise every convolution and linear layer of ``model``:
+
+    - ``"gaussian"``: weights N(0, ``std``) and biases ``bias`` (AlexNet Sec. 5,
+      VGG Sec. 3.1);
+    - ``"xavier"``: Glorot & Bengio (2010) uniform weights, zero biases (VGG's
+      note on initialisation without pre-training; GoogLeNet's reference);
+    - ``"he"``: He et al. (2015) normal weights with fan-out and ReLU gain,
+      zero biases (ResNet Sec. 3.4). Batch norms start at weight 1, bias 0.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "gaussian":
+                nn.init.normal_(m.weight, 0.0, std)
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            elif scheme == "he":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                raise ValueError(f"initialisation must be gaussian, xavier or he, not {scheme!r}")
+            if m.bias is not None:
+                nn.init.constant_(m.bias, bias if scheme == "gaussian" else 0.0)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def parse_pool(pool: str) -> tuple[int, int]:
+    """``"3/2"`` -> (window 3, stride 2)."""
+    try:
+        window, stride = (int(v) for v in str(pool).split("/"))
+    except ValueError:
+        raise ValueError(f"pool must read 'window/stride' such as '3/2' or '2/2', not {pool!r}") from None
+    if window < 1 or stride < 1:
+        raise ValueError(f"pool window and stride must be positive, not {pool!r}")
+    return window, stride
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,7 +1,47 @@
 """Recipes: each paper's training values as data, one TOML file per recipe.
 
-Each value in a recipe file says which section of which paper it comes from.
-``load(name)`` returns the recipe as nested dicts; ``names()`` lists them.
+Each value in a recipe file says which section of which paper it comes from
+(or "ours", with the reason, where the paper is silent). ``load(name)``
+returns the recipe as nested dicts; ``names()`` lists them.
+
+The format (``alexnet.toml`` is the example to copy):
+
+top level  ``title`` (the paper), ``network`` (the registry name of the model
+           trained by default; ``--model`` picks another of the same recipe).
+[model]    the paper value of every switch the family's builder takes.
+[data]     ``resize``: side of the stored square (shorter side rescaled to it,
+           central square kept; dataset statistics at this size);
+           ``image_size``: the network input side;
+           ``crop``: how a training view is cut from the stored square:
+             "random": a random image_size patch (AlexNet);
+             "scale": the square rescaled to a side S drawn uniformly from
+               the integers in ``scale = [S_min, S_max]``, then a random
+               image_size patch (VGG Sec. 3.1, ResNet Sec. 3.4); S_max <= resize;
+             "area": a patch covering a fraction of the square's area drawn
+               from ``area = [min, max]`` with aspect ratio from
+               ``aspect = [min, max]`` (log-uniform), rescaled to image_size
+               (GoogLeNet Sec. 6);
+             "pad": the square padded with ``padding`` zero pixels on each
+               side (after mean subtraction), then a random image_size patch
+               (ResNet Sec. 4.2, CIFAR-10);
+           ``mean``: "image" (per-pixel mean) or "channel" (mean RGB);
+           ``flip``: random horizontal reflections;
+           ``pca_lighting``: std of AlexNet's PCA lighting draws (0 = off);
+           ``photometric``: strength p of random brightness, contrast and
+             saturation changes, each a factor in [1 - p, 1 + p] (0 = off);
+           ``test_resize``: side the stored square is rescaled to before
+             the centre or ten test crops are cut;
+           ``test_crops``: 1 or 10, the views validated during training;
+           ``test_scales``: the test scales Q of dense evaluation ([] = test_resize).
+[optim]    ``batch_size``, ``lr``, ``momentum``, ``weight_decay`` (SGD).
+[schedule] ``kind``: "plateau" (``factor``, ``patience``, ``max_reductions``,
+           ``epochs``: divide by 1/factor when the validation error stops
+           improving), "steps" (``factor``, ``milestones`` and ``iterations``
+           in optimizer steps: divide at each milestone, stop at
+           ``iterations``), "exponential" (``factor``, ``every``, ``epochs``:
+           multiply by factor every ``every`` epochs). Optional warm-up:
+           ``warmup_lr`` until the training error (percent) is below
+           ``warmup_until_error``, for the models in ``warmup_models``.
 """
 
 import copy
