@@ -1,8 +1,11 @@
-"""Training, as Section 5 of the AlexNet paper describes it.
+"""Training, as Section 5 of the AlexNet paper describes it, for every recipe.
 
 Stochastic gradient descent with momentum and weight decay on batches of the
-paper's augmented images; the learning rate divided by 10 when the validation
-error stops improving. Each epoch appends one row to ``metrics.jsonl`` and to
+paper's augmented images; the learning rate follows the recipe's schedule
+(``schedule.py``: divided by 10 when the validation error stops improving,
+at fixed steps, or every few epochs). A network with auxiliary classifiers
+(GoogLeNet) returns their outputs too in training mode, and their losses are
+added with the model's ``aux_weight``. Each epoch appends one row to ``metrics.jsonl`` and to
 the TensorBoard log in ``tb/``, and writes ``last.pt`` (everything needed to
 go on) and, when the validation top-1 error is the best so far, ``best.pt``.
 ``resume=True`` continues from ``last.pt`` exactly where the run stopped: the
@@ -35,25 +38,29 @@ from .data.default import default_data
 from .data.folders import open_dataset, warn_skipped
 from .data.sources import KINDS, source
 from .data.stats import Stats, load_or_compute
-from .data.transforms import PaperTransforms, check_settings
+from .data.transforms import PaperTransforms
 from .device import autocast, default_workers, pick_device
 from .distributed import join, leave
 from .errors import Interrupted, UserError
 from .evaluate import count_errors, evaluate_model
 from .models import build
+from .schedule import Schedule
+from .schedule import check as check_schedule
 
 # Settings that may change when a run is resumed: how long it goes on.
-RESUMABLE = {"epochs"}
+RESUMABLE = {"epochs", "iterations"}
 LOG_EVERY = 10  # steps between progress-bar and TensorBoard updates (each one syncs with the device)
 
 
-def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict) -> dict:
+def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str | None) -> dict:
     """The resolved recipe: from the checkpoint when resuming, else from the recipe file."""
     if resume_ckpt is None:
-        return recipes.resolve(recipe, **overrides)
+        return recipes.resolve(recipe, network=network, **overrides)
     plan = resume_ckpt["config"]
     if recipe != plan["recipe"]:
         raise UserError(f"the checkpoint was trained with recipe {plan['recipe']}, not {recipe}")
+    if network is not None and network != plan["network"]:
+        raise UserError(f"the checkpoint holds a {plan['network']}, not a {network}")
     for key, value in overrides.items():
         if value is None:
             continue
@@ -71,28 +78,47 @@ def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict) -> dict:
 def _validate(plan: dict, num_classes: int) -> torch.nn.Module:
     """Build the model and check the data settings before anything is written."""
     d = plan["data"]
-    try:
-        check_settings(d["image_size"], d["resize"], d["mean"], d["test_crops"])
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    for key in ("batch_size", "epochs"):
-        value = plan["optim"].get(key, plan["schedule"].get(key))
-        if not isinstance(value, int) or value < 1:
-            raise UserError(f"{key} must be a positive whole number, not {value!r}")
+    if d["test_crops"] not in (1, 10):
+        raise UserError(f"test crops must be 1 or 10, not {d['test_crops']}")
+    check_schedule(plan["schedule"])
+    bs = plan["optim"]["batch_size"]
+    if not isinstance(bs, int) or bs < 1:
+        raise UserError(f"batch_size must be a positive whole number, not {bs!r}")
     if plan["optim"]["lr"] <= 0:
         raise UserError(f"the learning rate must be positive, not {plan['optim']['lr']}")
     return build(plan["network"], num_classes, d["image_size"], **plan["model"])
 
 
-def _scheduler(opt: torch.optim.Optimizer, s: dict, lr: float):
-    if s["kind"] != "plateau":
-        raise UserError(f"unknown schedule kind {s['kind']!r}")
-    # min_lr stops the divisions after max_reductions of them (Sec. 5: three);
-    # eps=0 so that small learning rates are divided too.
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=s["factor"], patience=s["patience"],
-        min_lr=lr * s["factor"] ** s["max_reductions"], eps=0.0,
-    )
+def _transforms(stats: Stats, data: dict) -> PaperTransforms:
+    try:
+        return PaperTransforms.from_recipe(stats, data)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _loss(outputs, y: torch.Tensor, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, main logits): cross-entropy of the class scores, plus
+    ``aux_weight`` times that of each auxiliary classifier (GoogLeNet Sec. 5)."""
+    if isinstance(outputs, (tuple, list)):
+        logits, *aux = outputs
+    else:
+        logits, aux = outputs, []
+    loss = F.cross_entropy(logits.float(), y, reduction="sum")
+    for a in aux:
+        loss = loss + aux_weight * F.cross_entropy(a.float(), y, reduction="sum")
+    return loss, logits
+
+
+def _init_from(model: torch.nn.Module, path, network: str) -> None:
+    """Initialise ``model`` from a trained checkpoint (VGG Sec. 3.1: the deeper
+    configurations start from a trained configuration A)."""
+    if not hasattr(model, "init_from"):
+        raise UserError(f"{network} cannot be initialised from another network's checkpoint")
+    source = ckpts.load(path)
+    try:
+        model.init_from(source["model"])
+    except (ValueError, KeyError) as e:
+        raise UserError(f"cannot initialise {network} from {path}: {e}") from None
 
 
 def _rng_state() -> dict:
@@ -138,6 +164,8 @@ def train(
     data_loader: str = "auto",
     compile: bool | None = None,
     until_top1_error: float | None = None,
+    model: str | None = None,
+    init_from=None,
     **overrides,
 ) -> dict:
     """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
@@ -148,8 +176,11 @@ def train(
     batches come from: "resident", "stream", "workers" or "auto" (see
     ``data/sources.py``). ``compile``: torch.compile the training step
     (default: on a GPU, not on the CPU). ``until_top1_error``: stop after the
-    first validation whose top-1 error (percent) is at most this. Returns the
-    last metrics row.
+    first validation whose top-1 error (percent) is at most this. ``model``:
+    another network of the recipe than its default (``resnet-110`` for
+    ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
+    model (VGG's deeper configurations from a trained A). Returns the last
+    metrics row.
     """
     out = Path(out)
     last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
@@ -168,7 +199,7 @@ def train(
         raise UserError(f"--loader must be one of {', '.join(KINDS)}, not {data_loader!r}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be positive, not {max_steps}")
-    plan = _plan(recipe, ckpt, overrides)
+    plan = _plan(recipe, ckpt, overrides, model)
     if ckpt is not None:
         seed = ckpt["seed"]
         data = data or ckpt["data_root"]
@@ -177,7 +208,9 @@ def train(
     if ckpt is not None and dataset.classes != ckpt["classes"]:
         raise UserError(f"{root} has other classes than the checkpoint in {out}")
     torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
+    net_name = plan["network"]
     model = _validate(plan, len(dataset.classes))
+    aux_weight = getattr(model, "aux_weight", 0.0)
     dev = pick_device(device)
     world = join(dev)  # one process, or one of several under torchrun
     if dev.type == "cuda" and world.distributed:
@@ -198,21 +231,26 @@ def train(
         stats = load_or_compute(dataset.train, d["resize"], workers, progress)
         if main:
             world.barrier()
-    transforms = PaperTransforms(stats, d["image_size"], d["mean"], d["flip"], d["pca_lighting"])
+    transforms = _transforms(stats, d)
+    if init_from is not None and ckpt is None:
+        _init_from(model, init_from, net_name)
 
     model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
-    sched = _scheduler(opt, s, o["lr"])
+    sched = Schedule(opt, s, o["lr"], net_name)
     steps_per_epoch = math.ceil(len(dataset.train) / bs)
+    epochs = sched.epochs(steps_per_epoch)
+    if sched.iterations is not None:  # the schedule says where the run ends (ResNet Sec. 4.2: 64k steps)
+        max_steps = sched.iterations if max_steps is None else min(max_steps, sched.iterations)
     epoch, position, step, best = 0, 0, 0, math.inf
     sums = _zero_sums()
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        sched.load_state_dict(ckpt["schedule"])
         epoch, position, step, best, sums = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["best_top1"], ckpt["sums"]
         _set_rng_state(ckpt["rng"][world.rank % len(ckpt["rng"])])
     else:
@@ -245,7 +283,7 @@ def train(
         """last.pt: everything a resumed run needs, at the current position."""
         rng = world.gather(_rng_state())  # every rank's, so that each resumes its own dropout stream
         if main:
-            ckpts.atomic_save(_state(complete) | {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            ckpts.atomic_save(_state(complete) | {"optimizer": opt.state_dict(), "schedule": sched.state_dict(),
                                                   "best_top1": best, "rng": rng}, last_path)
 
     def _state(complete: bool) -> dict:
@@ -282,7 +320,7 @@ def train(
                 writer.add_scalar(f"epoch/{key}", row[key], step)
             writer.flush()
         if complete:
-            sched.step(val["top1_error"])  # Sec. 5: divide by 10 when the validation error stops improving
+            sched.after_epoch(epoch + 1, val["top1_error"])  # e.g. divide by 10 when the validation error stops improving
         if val["top1_error"] < best:
             best = val["top1_error"]
             if main:
@@ -301,9 +339,9 @@ def train(
     last_save = time.monotonic()
     try:
         with stop:
-            while epoch < s["epochs"] and (max_steps is None or step < max_steps) and not stop:
+            while epoch < epochs and (max_steps is None or step < max_steps) and not stop:
                 net.train()
-                bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{s['epochs']}",
+                bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{epochs}",
                            unit="step", disable=not progress, leave=False)
                 # Loss, errors and images stay on the device; they are read every LOG_EVERY steps.
                 totals = torch.zeros(3, dtype=torch.float64, device=dev)
@@ -314,6 +352,8 @@ def train(
                     nonlocal tick
                     now = time.perf_counter()
                     loss, errors, images = world.sum(totals).tolist()
+                    if images:
+                        sched.after_interval(100.0 * errors / images)  # the end of a warm-up
                     sums["seconds"] += now - tick
                     sums["loss"] += loss
                     sums["errors"] += int(errors)
@@ -332,8 +372,7 @@ def train(
                         # the mean over the global batch: DDP averages over ranks, hence * world.size
                         scale = world.size / world.sum(count.clone()).clamp(min=1)
                         with autocast(dev):
-                            logits = net(x)
-                            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+                            loss, logits = _loss(net(x), y, aux_weight)
                         opt.zero_grad(set_to_none=True)
                         (loss * scale).backward()
                         opt.step()
@@ -341,6 +380,7 @@ def train(
                         totals += torch.stack([loss.detach().double(), torch.as_tensor(errors, device=dev).double(), count.double()])
                     position += 1
                     step += 1
+                    sched.after_step(step)
                     bar.update(1)
                     if step % LOG_EVERY == 0:
                         fold()

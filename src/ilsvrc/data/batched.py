@@ -1,23 +1,35 @@
-"""The paper's transforms on whole batches, on any device (GPU or CPU).
+"""The papers' transforms on whole batches, on any device (GPU or CPU).
 
 ``BatchTransforms`` does what ``PaperTransforms`` does to one image, to a
-batch of uint8 images ``(B, 3, R, R)`` at once: mean subtraction, the random
-224 crop, the reflection and PCA lighting for training; the centre crop or
-ten crops for testing. The random draws are the same ``Draw`` objects, made
-by the same per-image generators, so the batched path gives the reference
-path's numbers (tests compare them on the CPU).
+batch of stored uint8 squares ``(B, 3, R, R)`` at once: the training view
+(window, reflection, PCA lighting, mean subtraction) and the test views
+(centre crop, ten crops, the whole rescaled square). The random draws are
+the same ``Draw`` objects, made by the same per-image generators, so the
+batched path gives the reference path's numbers (tests compare them on the
+CPU).
+
+Windows of the network's input size (AlexNet's random crops, CIFAR's padded
+crops) are cut for the whole batch at once: one gather kernel on a GPU, a
+loop of slice copies on the CPU (several times faster there). Windows that
+are rescaled (VGG and ResNet scale jittering, GoogLeNet's area crops) differ
+in size from image to image and go through the reference code one image at
+a time, on the batch's device.
 """
 
 import torch
+from torch.nn import functional as F
 
-from .transforms import Draw, PaperTransforms
+from .transforms import Draw, PaperTransforms, resize_float
 
 
 class BatchTransforms:
     def __init__(self, reference: PaperTransforms, device: torch.device):
         self.reference = reference
         self.size = reference.image_size
-        self.mean = reference.mean.to(device).expand(3, reference.stats.size, reference.stats.size).contiguous()
+        r, p = reference.stats.size, reference.padding
+        # the mean as a full square, padded with zeros like the padded images (ResNet Sec. 4.2)
+        self.mean = F.pad(reference.mean.to(device).expand(3, r, r), (p, p, p, p)).contiguous()
+        self.mean_unpadded = reference.mean.to(device)
         self.eigvec = reference.stats.eigvec.to(device)
         self.eigval = reference.stats.eigval.to(device)
         self.device = device
@@ -26,44 +38,63 @@ class BatchTransforms:
     def draws(self, seeds: list[int]) -> list[Draw]:
         return [self.reference.draw(torch.Generator().manual_seed(s)) for s in seeds]
 
-    def _crop(self, imgs: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor,
-              gather: bool | None = None) -> torch.Tensor:
-        """Per-image crops of ``imgs`` minus the same crops of the mean image,
-        (B, 3, S, S) float. On a GPU one gather kernel for the whole batch; on
-        the CPU a loop of slice copies, which is several times faster there."""
+    def _crop(self, src: torch.Tensor, mean: torch.Tensor | None, tops: torch.Tensor, lefts: torch.Tensor,
+              flips: torch.Tensor, gather: bool | None = None) -> torch.Tensor:
+        """Per-image S x S crops of ``src`` minus the same crops of ``mean``
+        (if given), (B, 3, S, S) float. On a GPU one gather kernel for the
+        whole batch; on the CPU a loop of slice copies."""
         if gather is None:
-            gather = imgs.device.type != "cpu"
+            gather = src.device.type != "cpu"
         s = self.size
         if not gather:
-            x = torch.empty(len(imgs), 3, s, s, dtype=torch.float32, device=imgs.device)
+            x = torch.empty(len(src), 3, s, s, dtype=torch.float32, device=src.device)
             for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist())):
-                torch.sub(imgs[i, :, t : t + s, l : l + s], self.mean[:, t : t + s, l : l + s], out=x[i])
+                if mean is None:
+                    x[i] = src[i, :, t : t + s, l : l + s]
+                else:
+                    torch.sub(src[i, :, t : t + s, l : l + s], mean[:, t : t + s, l : l + s], out=x[i])
             if flips.any():
                 x[flips] = x[flips].flip(-1)
             return x
         rows = tops[:, None] + self._ramp  # (B, S)
         cols = torch.where(flips[:, None], lefts[:, None] + s - 1 - self._ramp, lefts[:, None] + self._ramp)
-        b = torch.arange(len(imgs), device=imgs.device)[:, None, None]
+        b = torch.arange(len(src), device=src.device)[:, None, None]
         r, c = rows[:, :, None], cols[:, None, :]
-        x = imgs[b, :, r, c].permute(0, 3, 1, 2).float()  # (B, 3, S, S), channels_last in memory
-        return x - self.mean[:, r, c].permute(1, 0, 2, 3)
+        x = src[b, :, r, c].permute(0, 3, 1, 2).float()  # (B, 3, S, S), channels_last in memory
+        return x if mean is None else x - mean[:, r, c].permute(1, 0, 2, 3)
 
     def train(self, imgs: torch.Tensor, draws: list[Draw]) -> torch.Tensor:
         """(B, 3, S, S) float training views of uint8 ``imgs`` under ``draws``."""
-        dev = imgs.device
-        tops = torch.tensor([d.top for d in draws], device=dev)
-        lefts = torch.tensor([d.left for d in draws], device=dev)
+        dev, ref = imgs.device, self.reference
+        if ref.resizes or ref.photometric:  # windows of different sizes: one image at a time
+            return torch.stack([ref.apply(img, d, self.mean_unpadded) for img, d in zip(imgs, draws)])
+        p = ref.padding
+        tops = torch.tensor([d.top + p for d in draws], device=dev)
+        lefts = torch.tensor([d.left + p for d in draws], device=dev)
         flips = torch.tensor([d.flip for d in draws], device=dev)
-        x = self._crop(imgs, tops, lefts, flips)
-        if self.reference.pca_lighting:
+        if p:
+            imgs = F.pad(imgs, (p, p, p, p))
+        x = self._crop(imgs, self.mean, tops, lefts, flips)
+        if ref.pca_lighting:
             alphas = torch.stack([d.alpha for d in draws]).to(dev)  # (B, 3)
             offsets = 255.0 * (alphas * self.eigval) @ self.eigvec.T  # row i: P (a_i * l)
             x.add_(offsets[:, :, None, None])
         return x
 
+    def square(self, imgs: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """(B, 3, Q, Q): the mean-subtracted squares rescaled to ``size``
+        (default: test_resize), as ``PaperTransforms.square``."""
+        return resize_float(imgs.float() - self.mean_unpadded, size or self.reference.test_resize)
+
     def test(self, imgs: torch.Tensor, crops: int = 1) -> torch.Tensor:
-        """(B, crops, 3, S, S): the centre crop, or the ten crops in torchvision's order."""
-        n, room = len(imgs), self.reference.stats.size - self.size
+        """(B, crops, 3, S, S): the centre crop, or the ten crops in torchvision's
+        order, of the squares rescaled to test_resize."""
+        ref = self.reference
+        n, room = len(imgs), ref.test_resize - self.size
+        if ref.test_resize == ref.stats.size:  # crops of the stored square: uint8 crops, then the mean
+            src, mean = imgs, self.mean_unpadded.expand(3, ref.stats.size, ref.stats.size)
+        else:
+            src, mean = self.square(imgs), None
         centre = int(round(room / 2.0))
         if crops == 1:
             places = [(centre, centre, False)]
@@ -80,5 +111,5 @@ class BatchTransforms:
             tops = torch.full((n,), top, device=imgs.device)
             lefts = torch.full((n,), left, device=imgs.device)
             flips = torch.full((n,), flip, device=imgs.device)
-            views.append(self._crop(imgs, tops, lefts, flips))
+            views.append(self._crop(src, mean, tops, lefts, flips))
         return torch.stack(views, 1)

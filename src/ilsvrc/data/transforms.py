@@ -1,8 +1,23 @@
-"""The paper's transforms (AlexNet Sec. 2 and 4.1), on uint8 tensors (3, H, W).
+"""The papers' transforms, on uint8 tensors (3, R, R): the stored square.
 
-Pixels stay in the 0-255 range of cuda-convnet; the mean image is subtracted
-from each 256x256 image before cropping, so a crop sees the matching crop of
-the mean.
+Every image is stored as the central R x R square of the image rescaled so
+that its shorter side is R (AlexNet Sec. 2; R is the recipe's ``resize``).
+A training view is a window of that square, optionally rescaled to the
+network input S, then reflected, photometrically distorted and lit:
+
+- ``crop = "random"`` (AlexNet Sec. 4.1): an S x S window, no rescaling;
+- ``crop = "scale"`` (VGG Sec. 3.1, ResNet Sec. 3.4): the square rescaled to
+  a side T drawn from ``scale``, then an S x S window; done as a window of
+  side S * R / T in the stored square rescaled to S (the same view up to
+  interpolation, without rescaling the whole image);
+- ``crop = "area"`` (GoogLeNet Sec. 6): a window covering a fraction of the
+  area drawn from ``area``, aspect ratio from ``aspect``, rescaled to S;
+- ``crop = "pad"`` (ResNet Sec. 4.2): the mean-subtracted square padded with
+  ``padding`` zeros on each side, then an S x S window.
+
+Pixels stay in the 0-255 range of cuda-convnet; the mean (image or RGB) is
+subtracted from the window before anything else is done to it, so a window
+sees the matching window of the mean image.
 
 PCA lighting adds ``[p1 p2 p3][a1 l1, a2 l2, a3 l3]^T`` to every pixel. The
 paper does not say in which units ``l_i`` are; in 0-255 units the largest
@@ -11,93 +26,220 @@ image, so we follow the usual reading (fb.resnet.torch, most Caffe forks):
 eigenvalues of the covariance of RGB values scaled to [0, 1], and the offset
 scaled back by 255.
 
+Photometric distortions (GoogLeNet Sec. 6, after Howard 2013): brightness,
+contrast and saturation factors drawn from [1 - p, 1 + p], applied in that
+order to the window's pixels before the mean is subtracted.
+
 The random draws of one presentation are an explicit ``Draw`` so that a
 batched implementation can be checked against this one with the same draws.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 
 if TYPE_CHECKING:
     from .stats import Stats
 
+CROPS = ("random", "scale", "area", "pad")
+TEST_CROPS = (1, 10)
+_AREA_TRIES = 10  # draws of an area window before falling back to the whole square (as torchvision's RandomResizedCrop)
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 luma, torchvision's greyscale
+
 
 def rescale(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Sec. 2: shorter side rescaled to ``size``, then the central square."""
+    """AlexNet Sec. 2: shorter side rescaled to ``size``, then the central square."""
     img = TF.resize(img, [size], antialias=True)
     return TF.center_crop(img, [size, size])
 
 
-def check_settings(image_size: int, resize: int, mean: str, test_crops: int = 1) -> None:
+def resize_float(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """A float image or batch rescaled to ``size`` (antialiased bilinear)."""
+    size = (size, size) if isinstance(size, int) else size
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    batch = x if x.dim() == 4 else x.unsqueeze(0)
+    out = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return out if x.dim() == 4 else out[0]
+
+
+def check_settings(image_size: int, resize: int, mean: str, test_crops: int = 1, *, crop: str = "random",
+                   scale=None, area=None, aspect=None, padding: int = 0, photometric: float = 0.0,
+                   test_resize: int | None = None) -> None:
     """Raise ValueError for settings the transforms cannot follow."""
     if mean not in ("image", "channel"):
         raise ValueError(f"mean must be 'image' or 'channel', not {mean!r}")
-    if not 0 < image_size <= resize:
-        raise ValueError(f"image size {image_size} must be positive and at most the rescaled size {resize}")
-    if test_crops not in (1, 10):
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    if image_size < 1:
+        raise ValueError(f"image size must be positive, not {image_size}")
+    if crop == "random" and image_size > resize:
+        raise ValueError(f"image size {image_size} must be at most the rescaled size {resize}")
+    if crop == "scale":
+        if not (scale and len(scale) == 2 and image_size <= scale[0] <= scale[1] <= resize):
+            raise ValueError(f"scale must be [S_min, S_max] with image size {image_size} <= S_min <= S_max <= rescaled size {resize}, not {scale}")
+    if crop == "area":
+        if not (area and len(area) == 2 and 0 < area[0] <= area[1] <= 1):
+            raise ValueError(f"area must be [min, max] fractions in (0, 1], not {area}")
+        if not (aspect and len(aspect) == 2 and 0 < aspect[0] <= aspect[1]):
+            raise ValueError(f"aspect must be [min, max] positive ratios, not {aspect}")
+    if crop == "pad" and not (0 <= padding and image_size <= resize + 2 * padding):
+        raise ValueError(f"padding {padding} must be >= 0 and leave room for the image size {image_size}")
+    if photometric < 0 or photometric >= 1:
+        raise ValueError(f"photometric must be in [0, 1), not {photometric}")
+    if test_resize is not None and not image_size <= test_resize:
+        raise ValueError(f"test_resize {test_resize} must be at least the image size {image_size}")
+    if test_crops not in TEST_CROPS:
         raise ValueError(f"test crops must be 1 or 10, not {test_crops}")
 
 
 @dataclass
 class Draw:
-    """The random choices for one image in one presentation (Sec. 4.1)."""
+    """The random choices for one image in one presentation."""
 
-    top: int
+    top: int  # the window in the stored square (negative or beyond R: padding)
     left: int
     flip: bool
     alpha: torch.Tensor  # (3,), a_i ~ N(0, pca_lighting)
+    height: int = 0  # the window's size; 0: the network input size (no rescaling)
+    width: int = 0
+    photo: torch.Tensor | None = None  # (3,): brightness, contrast, saturation factors
+
+
+def window(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """``x[..., top:top+height, left:left+width]``, zeros where the window
+    lies outside ``x``."""
+    h, w = x.shape[-2:]
+    pads = (max(0, -left), max(0, left + width - w), max(0, -top), max(0, top + height - h))
+    inner = x[..., max(top, 0) : min(top + height, h), max(left, 0) : min(left + width, w)]
+    return F.pad(inner, pads) if any(pads) else inner
+
+
+def distort(x: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast and saturation factors ``photo`` applied to a
+    float RGB window in 0-255 (torchvision's definitions, without clamping)."""
+    b, c, s = photo.tolist()
+    luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    x = x * b
+    grey = (x * luma).sum(0, keepdim=True)
+    x = (x - grey.mean()) * c + grey.mean()
+    grey = (x * luma).sum(0, keepdim=True)
+    return (x - grey) * s + grey
 
 
 class PaperTransforms:
-    """Mean subtraction, random crop and reflection, PCA lighting; centre and
-    ten-crop views for testing."""
+    """Training views (crop, reflection, lighting, distortions) and test views
+    (centre or ten crops of the square rescaled to ``test_resize``; the whole
+    rescaled square for dense evaluation)."""
 
-    def __init__(self, stats: Stats, image_size: int, mean: str, flip: bool, pca_lighting: float):
-        check_settings(image_size, stats.size, mean)
+    def __init__(self, stats: Stats, image_size: int, mean: str, flip: bool, pca_lighting: float, *,
+                 crop: str = "random", scale=None, area=None, aspect=None, padding: int = 0,
+                 photometric: float = 0.0, test_resize: int | None = None):
+        check_settings(image_size, stats.size, mean, crop=crop, scale=scale, area=area, aspect=aspect,
+                       padding=padding, photometric=photometric, test_resize=test_resize)
         self.stats = stats
         self.image_size = image_size
         self.flip = flip
         self.pca_lighting = pca_lighting
+        self.crop, self.scale, self.area, self.aspect = crop, scale, area, aspect
+        self.padding = padding if crop == "pad" else 0
+        self.photometric = photometric
+        self.test_resize = test_resize or stats.size
         self.mean = stats.mean_image if mean == "image" else stats.mean_rgb.view(3, 1, 1)
+
+    @classmethod
+    def from_recipe(cls, stats: Stats, data: dict) -> PaperTransforms:
+        """The transforms of a recipe's ``[data]`` table."""
+        return cls(stats, data["image_size"], data["mean"], data["flip"], data["pca_lighting"],
+                   crop=data.get("crop", "random"), scale=data.get("scale"), area=data.get("area"),
+                   aspect=data.get("aspect"), padding=data.get("padding", 0), photometric=data.get("photometric", 0.0),
+                   test_resize=data.get("test_resize"))
+
+    @property
+    def resizes(self) -> bool:
+        """Whether training windows are rescaled (so differ in size)."""
+        return self.crop in ("scale", "area")
 
     def subtract_mean(self, img: torch.Tensor) -> torch.Tensor:
         return img.float() - self.mean
 
+    def _window_size(self, generator: torch.Generator) -> tuple[int, int]:
+        r, s = self.stats.size, self.image_size
+        if self.crop == "scale":
+            t = int(torch.randint(self.scale[0], self.scale[1] + 1, (1,), generator=generator))
+            side = min(r, max(1, round(s * r / t)))
+            return side, side
+        if self.crop == "area":
+            log_lo, log_hi = math.log(self.aspect[0]), math.log(self.aspect[1])
+            for _ in range(_AREA_TRIES):
+                u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+                target = r * r * (self.area[0] + u[0] * (self.area[1] - self.area[0]))
+                ratio = math.exp(log_lo + u[1] * (log_hi - log_lo))
+                w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+                if 0 < w <= r and 0 < h <= r:
+                    return h, w
+            return r, r
+        return s, s
+
     def draw(self, generator: torch.Generator) -> Draw:
-        room = self.stats.size - self.image_size + 1
-        top, left = torch.randint(room, (2,), generator=generator).tolist()
+        r, p = self.stats.size, self.padding
+        if self.crop == "random":  # AlexNet's draws, in the order earlier versions made them
+            height = width = self.image_size
+            top, left = torch.randint(r - height + 1, (2,), generator=generator).tolist()
+        else:
+            height, width = self._window_size(generator)
+            top = int(torch.randint(r + 2 * p - height + 1, (1,), generator=generator)) - p
+            left = int(torch.randint(r + 2 * p - width + 1, (1,), generator=generator)) - p
         flip = self.flip and bool(torch.randint(2, (1,), generator=generator))
         alpha = torch.randn(3, generator=generator) * self.pca_lighting
-        return Draw(top, left, flip, alpha)
+        photo = None
+        if self.photometric:
+            photo = 1.0 + (2.0 * torch.rand(3, generator=generator) - 1.0) * self.photometric
+        return Draw(top, left, flip, alpha, height, width, photo)
 
     def lighting_offset(self, alpha: torch.Tensor) -> torch.Tensor:
         """The RGB offset ``[p1 p2 p3][a1 l1, a2 l2, a3 l3]^T``, in 0-255 units."""
         return 255.0 * (self.stats.eigvec @ (alpha * self.stats.eigval))
 
-    def apply(self, img: torch.Tensor, d: Draw) -> torch.Tensor:
-        """The training view of a ``size x size`` uint8 image under draw ``d``."""
+    def apply(self, img: torch.Tensor, d: Draw, mean: torch.Tensor | None = None) -> torch.Tensor:
+        """The training view of a stored uint8 square under draw ``d`` (on the
+        image's device; ``mean``: the mean on that device, if not the CPU)."""
         s = self.image_size
-        rows, cols = slice(d.top, d.top + s), slice(d.left, d.left + s)
-        mean = self.mean if self.mean.shape[1] == 1 else self.mean[:, rows, cols]
-        x = img[:, rows, cols].float() - mean  # the crop of (image - mean), computed on the crop only
+        h, w = d.height or s, d.width or s
+        mean = self.mean if mean is None else mean
+        x = window(img, d.top, d.left, h, w).float()
+        if d.photo is not None:
+            x = distort(x, d.photo)
+        # the window of (image - mean), computed on the window only; zero in the padding
+        x = x - (mean if mean.shape[1] == 1 else window(mean, d.top, d.left, h, w))
+        if self.padding:
+            x = x * window(torch.ones_like(img[:1], dtype=x.dtype), d.top, d.left, h, w)
+        x = resize_float(x, s)
         if d.flip:
             x = x.flip(-1)
         if self.pca_lighting:
-            x = x + self.lighting_offset(d.alpha).view(3, 1, 1)
+            x = x + self.lighting_offset(d.alpha).to(x.device).view(3, 1, 1)
         return x
 
     def train(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(img, self.draw(generator))
 
+    def square(self, img: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """The mean-subtracted square rescaled to ``size`` (default: test_resize):
+        what test crops are cut from, and what dense evaluation sees whole."""
+        return resize_float(self.subtract_mean(img), size or self.test_resize)
+
     def test(self, img: torch.Tensor, crops: int = 1) -> torch.Tensor:
-        """(crops, 3, S, S): the centre crop, or the ten crops of Sec. 4.1
-        (four corners and centre, then their reflections)."""
-        x = self.subtract_mean(img)
+        """(crops, 3, S, S): the centre crop, or the ten crops of AlexNet
+        Sec. 4.1 (four corners and centre, then their reflections), of the
+        square rescaled to ``test_resize``."""
+        x = self.square(img)
         s = [self.image_size, self.image_size]
         if crops == 1:
             return TF.center_crop(x, s).unsqueeze(0)

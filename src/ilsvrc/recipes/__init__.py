@@ -77,23 +77,60 @@ def load(name: str) -> dict:
 TABLES = ("model", "data", "optim", "schedule")
 
 
+# [data] keys that are sizes in pixels: they follow a changed image_size.
+SIZES = ("resize", "scale", "test_resize", "test_scales", "padding")
+
+
+def _scaled(value, ratio: float):
+    if isinstance(value, list):
+        return [_scaled(v, ratio) for v in value]
+    return max(1, round(value * ratio)) if value else value
+
+
 def resolve(name: str, **overrides) -> dict:
     """Recipe ``name`` with ``overrides`` put into the table that holds each key.
 
-    ``None`` means "keep the recipe's value". Changing ``image_size`` alone
-    scales ``resize`` with it (224 of 256 in AlexNet), so that small images
-    run through the same pipeline scaled down.
+    ``None`` means "keep the recipe's value". Changing ``image_size`` scales
+    the other sizes of ``[data]`` with it (``resize``, ``scale``,
+    ``test_resize``, ``test_scales``, ``padding``: 256 of 224 in AlexNet)
+    unless they are given too, so that small images run through the same
+    pipeline scaled down. ``network`` picks another model of the recipe.
     """
     recipe = load(name)
     where = {key: table for table in TABLES for key in recipe[table]}
+    network = overrides.pop("network", None)
     unknown = sorted(k for k, v in overrides.items() if v is not None and k not in where)
     if unknown:
         raise UserError(f"recipe {name} has no setting {', '.join(unknown)}")
     data = recipe["data"]
-    if overrides.get("image_size") is not None and overrides.get("resize") is None:
-        data["resize"] = round(overrides["image_size"] * data["resize"] / data["image_size"])
+    if overrides.get("image_size") is not None:
+        ratio = overrides["image_size"] / data["image_size"]
+        for key in SIZES:
+            if key in data and overrides.get(key) is None:
+                data[key] = _scaled(data[key], ratio)
     for key, value in overrides.items():
         if value is not None:
             recipe[where[key]][key] = value
+    if network is not None:
+        from ..models import entry
+
+        if entry(network).recipe != name:
+            trained_by = entry(network).recipe
+            how = f"its recipe is {trained_by}" if trained_by else "it has no training recipe"
+            raise UserError(f"model {network} does not train with recipe {name}: {how}")
+        recipe["network"] = network
     recipe["recipe"] = name
     return recipe
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"key=value"`` -> (key, value), the value read as TOML (numbers,
+    booleans, lists, quoted strings) or else kept as a string."""
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise UserError(f"--set expects KEY=VALUE, not {text!r}")
+    try:
+        return key, tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()

@@ -1,0 +1,115 @@
+"""The learning rate over a run, as each paper's recipe states it.
+
+- ``plateau`` (AlexNet Sec. 5, VGG Sec. 3.1, ResNet Sec. 3.4): divided by 10
+  when the validation error stops improving, a given number of times;
+- ``steps`` (ResNet Sec. 4.2): multiplied by ``factor`` at fixed optimizer
+  steps (``milestones``), the run ending at ``iterations``;
+- ``exponential`` (GoogLeNet Sec. 6): multiplied by ``factor`` every
+  ``every`` epochs ("decreasing the learning rate by 4% every 8 epochs").
+
+An optional warm-up (ResNet Sec. 4.2, the 110-layer network) trains at
+``warmup_lr`` until the training error is below ``warmup_until_error``
+percent, then goes back to the schedule.
+
+The learning rate is a function of the position (step, epoch) and of the
+schedule's own state, which ``state_dict`` holds so that a resumed run
+continues it exactly.
+"""
+
+import bisect
+import math
+
+import torch
+
+from .errors import UserError
+
+KINDS = ("plateau", "steps", "exponential")
+NEEDS = {"plateau": ("factor", "patience", "max_reductions", "epochs"), "steps": ("factor", "milestones", "iterations"),
+         "exponential": ("factor", "every", "epochs")}
+
+
+def check(table: dict) -> None:
+    """Raise UserError for a schedule table the trainer cannot follow."""
+    kind = table.get("kind")
+    if kind not in KINDS:
+        raise UserError(f"unknown schedule kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    missing = [k for k in NEEDS[kind] if k not in table]
+    if missing:
+        raise UserError(f"a {kind} schedule needs {', '.join(missing)}")
+    length = "iterations" if kind == "steps" else "epochs"
+    if not isinstance(table[length], int) or table[length] < 1:
+        raise UserError(f"{length} must be a positive whole number, not {table[length]!r}")
+
+
+class Schedule:
+    """Sets the optimizer's learning rate from the recipe's [schedule] table."""
+
+    def __init__(self, opt: torch.optim.Optimizer, table: dict, lr: float, network: str):
+        check(table)
+        self.opt, self.table, self.base = opt, table, lr
+        self.kind = table["kind"]
+        self.warming = network in table.get("warmup_models", []) and "warmup_lr" in table
+        self.reductions = 0  # plateau: divisions so far
+        self.best = math.inf  # plateau: best validation error
+        self.bad_epochs = 0  # plateau: epochs since the best
+        self.epoch = 0
+        self.step_count = 0
+        self._apply()
+
+    def epochs(self, steps_per_epoch: int) -> int:
+        """How many epochs the run lasts."""
+        if self.kind == "steps":
+            return math.ceil(self.table["iterations"] / steps_per_epoch)
+        return self.table["epochs"]
+
+    @property
+    def iterations(self) -> int | None:
+        """The optimizer step at which the run ends, if the schedule says."""
+        return self.table["iterations"] if self.kind == "steps" else None
+
+    def lr(self) -> float:
+        t = self.table
+        if self.warming:
+            return t["warmup_lr"]
+        if self.kind == "plateau":
+            return self.base * t["factor"] ** self.reductions
+        if self.kind == "steps":
+            return self.base * t["factor"] ** bisect.bisect_right(t["milestones"], self.step_count)
+        return self.base * t["factor"] ** (self.epoch // t["every"])
+
+    def _apply(self) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr()
+
+    def after_step(self, step: int) -> None:
+        """Called after optimizer step number ``step`` (1-based)."""
+        self.step_count = step
+        if self.kind == "steps":
+            self._apply()
+
+    def after_interval(self, train_error: float) -> None:
+        """Called with the training error (percent) of the last few steps."""
+        if self.warming and train_error < self.table["warmup_until_error"]:
+            self.warming = False
+            self._apply()
+
+    def after_epoch(self, epoch: int, val_top1_error: float) -> None:
+        """Called after each complete epoch (``epoch`` epochs done) with its validation error."""
+        self.epoch = epoch
+        if self.kind == "plateau" and not self.warming:
+            if val_top1_error < self.best:
+                self.best, self.bad_epochs = val_top1_error, 0
+            else:
+                self.bad_epochs += 1
+                if self.bad_epochs > self.table["patience"] and self.reductions < self.table["max_reductions"]:
+                    self.reductions += 1
+                    self.bad_epochs = 0
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("warming", "reductions", "best", "bad_epochs", "epoch", "step_count")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._apply()
