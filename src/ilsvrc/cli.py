@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import Interrupted, UserError
+from .evaluate import VIEWS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a recipe (default: the AlexNet paper's)")
-    t.add_argument("--recipe", default="alexnet", help="recipe name (default: alexnet)")
+    t.add_argument("--recipe", default="alexnet", help="recipe name (default: alexnet; `ilsvrc models` lists them)")
+    t.add_argument("--model", help="another network of the recipe than its default (e.g. resnet-110 with --recipe resnet-cifar)")
     t.add_argument("--data", help="ImageFolder root with train/ and val/ (default: $ILSVRC_DATA/imagenette, or Imagenette downloaded to the cache)")
     t.add_argument("--out", help="run directory (default: runs/RECIPE)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -57,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                    " workers: decode on the CPU every epoch (default: auto)")
     t.add_argument("--compile", type=_bool, metavar="BOOL", help="torch.compile the model (default: true on a GPU, false on the CPU)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
+    t.add_argument("--init-from", metavar="CHECKPOINT", help="start from a trained network's weights (VGG: a trained configuration A)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any recipe value, e.g. --set scale=[256,256] --set shortcut=A (repeatable)")
     v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
     v.add_argument("--lrn", type=_bool, metavar="BOOL", help="local response normalisation after conv1 and conv2")
     v.add_argument("--pool", metavar="WINDOW/STRIDE", help="max-pooling: 3/2 (overlapping) or 2/2")
@@ -73,7 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="top-1 and top-5 error of a checkpoint on the held-out split")
     e.add_argument("checkpoint", help="a .pt file or a run directory (its best.pt, else last.pt)")
     e.add_argument("--data", help="ImageFolder root (default: the data the checkpoint was trained on)")
-    e.add_argument("--ten-crop", action="store_true", help="average the softmax over ten crops (Sec. 4.1)")
+    e.add_argument("--ten-crop", action="store_true", help="average the softmax over ten crops (same as --views ten-crop)")
+    e.add_argument("--views", choices=VIEWS, help="test views: centre (default), ten-crop, dense (fully convolutional,"
+                   " multi-scale), multi-crop (5x5 grid per scale), 144-crop (GoogLeNet)")
+    e.add_argument("--scales", type=_sizes, metavar="Q,Q,...", help="test scales for dense, multi-crop and 144-crop (default: the recipe's)")
     e.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's, divided by the crops per image)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(e)
@@ -96,6 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--workers", type=int, default=None)
     k.add_argument("--no-progress", action="store_true")
 
+    x = sub.add_parser("export", help="write a checkpoint's network as TorchScript or ONNX, to run without ilsvrc")
+    x.add_argument("checkpoint", help="a .pt file or a run directory")
+    x.add_argument("out", help="the file to write (a JSON description is written beside it)")
+    x.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"), help="default: torchscript")
+
+    m = sub.add_parser("models", help="every model with its parameter count, paper and recipe")
+    m.add_argument("--json", action="store_true", help="print the list as JSON")
+
     s = sub.add_parser("stats", help="compute (or show the cached) mean image and RGB eigenvectors of a training set")
     s.add_argument("data", help="ImageFolder root with train/")
     s.add_argument("--recipe", default="alexnet", help="recipe whose rescaled size to use (default: alexnet)")
@@ -106,17 +122,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes such as 256,384,512, not {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, not {text!r}")
+    return sizes
+
+
 SWITCHES = ("lrn", "pool", "towers", "activation", "dropout", "remove_conv", "bias_init", "pca_lighting", "mean", "test_crops")
 
 
 def _train(a) -> int:
     from .train import train
 
-    overrides = {k: getattr(a, k) for k in ("epochs", "batch_size", "lr", "image_size", *SWITCHES)}
+    from .recipes import parse_setting
+
+    overrides = dict(parse_setting(text) for text in a.set)
+    overrides.update({k: v for k in ("epochs", "batch_size", "lr", "image_size", *SWITCHES) if (v := getattr(a, k)) is not None})
     row = train(
-        a.recipe, a.data, a.out or f"runs/{a.recipe}", max_steps=a.max_steps, device=a.device,
+        a.recipe, a.data, a.out or f"runs/{a.model or a.recipe}", max_steps=a.max_steps, device=a.device,
         workers=a.workers, seed=a.seed, resume=a.resume, progress=not a.no_progress,
-        checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader, compile=a.compile, **overrides,
+        checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader, compile=a.compile, model=a.model,
+        init_from=a.init_from, **overrides,
     )
     print(json.dumps(row) if row else "nothing to do: the run has already reached its end")
     return 0
@@ -126,14 +156,36 @@ def _eval(a) -> int:
     from .evaluate import evaluate
 
     r = evaluate(
-        a.checkpoint, a.data, ten_crop=a.ten_crop, batch_size=a.batch_size, device=a.device,
-        workers=a.workers, progress=not a.no_progress,
+        a.checkpoint, a.data, ten_crop=a.ten_crop, views=a.views, scales=a.scales, batch_size=a.batch_size,
+        device=a.device, workers=a.workers, progress=not a.no_progress,
     )
     if a.json:
         print(json.dumps(r))
     else:
-        view = "ten crops" if r["crops"] == 10 else "centre crop"
+        view = {"centre": "centre crop", "ten-crop": "ten crops"}.get(r["views"], f"{r['views']} at scales {r.get('scales')}")
         print(f"{r['split']} ({r['images']} images, {view}): top-1 error {r['top1_error']:.2f}%, top-5 error {r['top5_error']:.2f}%")
+    return 0
+
+
+def _export(a) -> int:
+    from .export import export
+
+    path = export(a.checkpoint, a.out, format=a.format)
+    print(f"{path} ({a.format}); how to feed it: {path}.json")
+    return 0
+
+
+def _models(a) -> int:
+    from .models import catalogue
+
+    rows = catalogue()
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        recipe = r["recipe"] or "(weights import only)"
+        print(f"{r['name']:{width}s} {r['parameters']:>13,d}  {recipe:22s} {r['paper']}")
     return 0
 
 
@@ -193,7 +245,8 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
-    command = {"train": _train, "eval": _eval, "predict": _predict, "pack": _pack, "stats": _stats}[args.command]
+    command = {"train": _train, "eval": _eval, "predict": _predict, "pack": _pack, "stats": _stats,
+               "models": _models, "export": _export}[args.command]
     try:
         return command(args)
     except UserError as e:

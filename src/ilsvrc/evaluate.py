@@ -1,8 +1,22 @@
-"""Top-1 and top-5 error (AlexNet Sec. 6), on the centre crop or ten crops.
+"""Top-1 and top-5 error (AlexNet Sec. 6) under each paper's test protocol.
 
-With ten crops the network's softmax outputs over the four corner crops, the
-centre crop and their reflections are averaged (Sec. 4.1) before ranking.
-Errors are percentages, as the paper reports them.
+Views (``VIEWS``), each averaging the network's softmax outputs over them:
+
+- ``centre``: the centre crop of the square rescaled to ``test_resize``;
+- ``ten-crop``: the four corner crops, the centre crop and their
+  reflections (AlexNet Sec. 4.1; ResNet Sec. 3.4's "standard 10-crop");
+- ``dense``: the whole square rescaled to each test scale Q, the network
+  applied fully convolutionally (fully connected layers as convolutions),
+  the class score map averaged, and the same for the reflected image (VGG
+  Sec. 3.2; ResNet Sec. 3.4, multi-scale);
+- ``multi-crop``: a 5 x 5 grid of crops and their reflections at each test
+  scale (VGG Sec. 3.2 / 4.3: 150 crops over three scales);
+- ``144-crop``: GoogLeNet Sec. 7's 144 crops of the whole image.
+
+Dense and multi-crop views are cut from the stored square of each image (the
+papers use the whole rescaled image; the square gives batches of one shape
+and works from a packed store), 144-crop from the original files.
+Errors are percentages, as the papers report them.
 """
 
 import torch
@@ -13,12 +27,14 @@ from . import checkpoint as ckpts
 from .data.folders import open_dataset, warn_skipped
 from .data.loaders import Images, loader
 from .data.stats import Stats
-from .data.transforms import PaperTransforms
+from .data.transforms import PaperTransforms, resize_float
 from .device import autocast, default_workers, pick_device
 from .errors import UserError
 from .models import build
 
 TOP_K = 5  # Sec. 6: top-5 error, the fraction of images whose label is not among the five most probable
+VIEWS = ("centre", "ten-crop", "dense", "multi-crop", "144-crop")
+GRID = 5  # VGG Sec. 3.2 multi-crop: a 5 x 5 grid of crops per scale
 
 
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
@@ -33,8 +49,12 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
 
 
 def transforms_from_checkpoint(ckpt: dict) -> PaperTransforms:
-    d = ckpt["config"]["data"]
-    return PaperTransforms(Stats.from_dict(ckpt["stats"]), d["image_size"], d["mean"], d["flip"], d["pca_lighting"])
+    return PaperTransforms.from_recipe(Stats.from_dict(ckpt["stats"]), ckpt["config"]["data"])
+
+
+def test_scales(data: dict, scales: list[int] | None = None) -> list[int]:
+    """The test scales Q: given, else the recipe's, else its test_resize."""
+    return list(scales or data.get("test_scales") or [data.get("test_resize", data["resize"])])
 
 
 @torch.no_grad()
@@ -46,6 +66,32 @@ def predict_proba(model: torch.nn.Module, views: torch.Tensor) -> torch.Tensor:
     return F.softmax(logits.float(), dim=1).view(b, c, -1).mean(1)
 
 
+@torch.no_grad()
+def dense_proba(model: torch.nn.Module, squares: torch.Tensor, scales: list[int]) -> torch.Tensor:
+    """(B, 3, Q, Q) mean-subtracted squares -> (B, classes): dense evaluation
+    at each scale and of the reflection, softmax averaged."""
+    dense = getattr(model, "dense", model)
+    total = 0.0
+    for q in scales:
+        x = resize_float(squares, q)
+        for view in (x, x.flip(-1)):
+            with autocast(view.device):
+                total = total + F.softmax(dense(view).float(), dim=1)
+    return total / (2 * len(scales))
+
+
+@torch.no_grad()
+def grid_proba(model: torch.nn.Module, squares: torch.Tensor, scales: list[int], transforms: PaperTransforms) -> torch.Tensor:
+    """(B, 3, R, R) mean-subtracted squares -> (B, classes): multi-crop
+    evaluation, a grid of crops and reflections at each scale."""
+    total = 0.0
+    for q in scales:
+        x = resize_float(squares, q)
+        views = torch.stack([transforms.grid(square, GRID) for square in x])
+        total = total + predict_proba(model, views)
+    return total / len(scales)
+
+
 def count_errors(probs: torch.Tensor, labels: torch.Tensor, k: int = TOP_K) -> tuple[torch.Tensor, torch.Tensor]:
     """Numbers of top-1 and top-k misses, as device tensors."""
     top = probs.topk(min(k, probs.shape[1]), dim=1).indices
@@ -54,9 +100,11 @@ def count_errors(probs: torch.Tensor, labels: torch.Tensor, k: int = TOP_K) -> t
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, batches, device: torch.device, progress: bool = False, world=None) -> dict:
+def evaluate_model(model: torch.nn.Module, batches, device: torch.device, progress: bool = False, world=None,
+                   proba=predict_proba) -> dict:
     """Top-1/top-5 error (percent) of ``model`` over test ``batches``
-    (with ``world``, each rank's share, summed over the ranks)."""
+    (with ``world``, each rank's share, summed over the ranks); ``proba``
+    turns a batch's images on the device into class probabilities."""
     model.eval()
     counts = torch.zeros(3, dtype=torch.long, device=device)  # top-1 misses, top-5 misses, images
     for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
@@ -64,7 +112,7 @@ def evaluate_model(model: torch.nn.Module, batches, device: torch.device, progre
         if not len(batch.labels):
             continue
         labels = batch.labels.to(device, non_blocking=True)
-        m1, m5 = count_errors(predict_proba(model, batch.images.to(device, non_blocking=True)), labels)
+        m1, m5 = count_errors(proba(model, batch.images.to(device, non_blocking=True)), labels)
         counts += torch.stack([m1, m5, torch.tensor(len(labels), device=device)])
     if world is not None:
         world.sum(counts)
@@ -79,13 +127,20 @@ def evaluate(
     data,
     *,
     ten_crop: bool = False,
+    views: str | None = None,
+    scales: list[int] | None = None,
     batch_size: int | None = None,
     device: str = "auto",
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Top-1 and top-5 error of a checkpoint on the held-out split of ``data``
-    (default: the dataset the checkpoint was trained on)."""
+    (default: the dataset the checkpoint was trained on), under ``views``
+    (one of ``VIEWS``; default centre, or ten-crop with ``ten_crop``) at the
+    test ``scales`` (default: the recipe's)."""
+    views = views or ("ten-crop" if ten_crop else "centre")
+    if views not in VIEWS:
+        raise UserError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
     ckpt = ckpts.load(checkpoint)
     dataset = open_dataset(data or ckpt["data_root"], need_train=False)
     if dataset.classes != ckpt["classes"]:
@@ -94,11 +149,36 @@ def evaluate(
         )
     dev = pick_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
-    crops = 10 if ten_crop else 1
-    images = Images(dataset.heldout, transforms_from_checkpoint(ckpt), crops=crops)
+    data = ckpt["config"]["data"]
+    transforms = transforms_from_checkpoint(ckpt)
+    qs = test_scales(data, scales)
+    if any(q < data["image_size"] for q in qs):
+        raise UserError(f"test scales {qs} must be at least the network input size {data['image_size']}")
+    proba, crops = predict_proba, {"centre": 1, "ten-crop": 10}.get(views)
+    if views == "dense":
+        proba, crops = (lambda m, x: dense_proba(m, x, qs)), "square"
+    elif views == "multi-crop":
+        proba, crops = (lambda m, x: grid_proba(m, x, qs, transforms)), "square"
+    elif views == "144-crop":
+        crops = "144"
+    try:
+        images = Images(dataset.heldout, transforms, crops=crops, scales=qs)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    per_image = {"centre": 1, "ten-crop": 10, "dense": 2 * len(qs), "multi-crop": 2 * GRID * GRID * len(qs),
+                 "144-crop": 36 * len(qs)}[views]
+    if crops == "square":  # squares arrive uint8; the mean is subtracted on the device
+        proba = _on_squares(proba, transforms.mean.to(dev))
     # the recipe's batch counts views: ten crops of 12 images are 120 views, not 1280
-    bs = batch_size or max(1, ckpt["config"]["optim"]["batch_size"] // crops)
+    bs = batch_size or max(1, ckpt["config"]["optim"]["batch_size"] // per_image)
     batches = loader(images, bs, shuffle=False, workers=default_workers(workers), pin_memory=dev.type == "cuda")
-    result = evaluate_model(model, batches, dev, progress)
-    result.update(crops=crops, split=str(dataset.heldout.root), checkpoint=str(checkpoint))
+    result = evaluate_model(model, batches, dev, progress, proba=proba)
+    result.update(views=views, crops=per_image, split=str(dataset.heldout.root), checkpoint=str(checkpoint))
+    if views in ("dense", "multi-crop", "144-crop"):
+        result["scales"] = qs
     return result
+
+
+def _on_squares(proba, mean: torch.Tensor):
+    """``proba`` of uint8 stored squares, after ``mean`` is subtracted on the device."""
+    return lambda model, imgs: proba(model, imgs.float() - mean)

@@ -50,6 +50,10 @@ class Split:
         img = decode_rgb(self.items[index][0])
         return None if img is None else rescale(img, size)
 
+    def original(self, index: int) -> torch.Tensor | None:
+        """The whole image as decoded, not rescaled (GoogLeNet's 144 test crops)."""
+        return decode_rgb(self.items[index][0])
+
     def describe(self, index: int) -> str:
         return self.items[index][0]
 

@@ -63,12 +63,17 @@ class _Batches(Sampler):
 class Images(torch.utils.data.Dataset):
     """Decoded, rescaled and transformed images of one split.
 
-    ``crops=0`` gives the random training view; 1 or 10 the test views.
-    An undecodable image yields ``None`` and its name, for the caller to report.
+    ``crops=0`` gives the random training view; 1 or 10 the test views;
+    ``"square"`` the stored uint8 square (for views made on the device:
+    dense and multi-crop testing); ``"144"`` GoogLeNet's 144 test crops of
+    the whole image (``scales``: its four scales). An undecodable image
+    yields ``None`` and its name, for the caller to report.
     """
 
-    def __init__(self, split, transforms: PaperTransforms, crops: int = 0):
-        self.split, self.transforms, self.crops = split, transforms, crops
+    def __init__(self, split, transforms: PaperTransforms, crops: int | str = 0, scales: list[int] | None = None):
+        self.split, self.transforms, self.crops, self.scales = split, transforms, crops, scales
+        if crops == "144" and not hasattr(split, "original"):
+            raise ValueError("144-crop testing needs the whole images: give the image folder, not a packed store, as data")
         self.labels = split.labels
 
     def __len__(self) -> int:
@@ -77,9 +82,14 @@ class Images(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
         label = self.labels[index]
+        if self.crops == "144":
+            img = self.split.original(index)
+            return (None, label, self.split.describe(index)) if img is None else (self.transforms.crops144(img, self.scales), label, None)
         img = self.split.read(index, self.transforms.stats.size)
         if img is None:
             return None, label, self.split.describe(index)
+        if self.crops == "square":
+            return img, label, None
         if self.crops == 0:
             x = self.transforms.train(img, torch.Generator().manual_seed(seed))
         else:
@@ -118,8 +128,9 @@ def loader(
     """A DataLoader over ``images`` for one epoch, from batch ``start_batch``;
     with ``world`` > 1, rank ``rank``'s share of each global batch."""
     order = EpochOrder(len(images), shuffle=shuffle, seed=seed, epoch=epoch, start=start_batch * batch_size)
-    s = images.transforms.image_size
-    empty = (0, 3, s, s) if images.crops == 0 else (0, images.crops, 3, s, s)
+    s, r = images.transforms.image_size, images.transforms.stats.size
+    empty = {0: (0, 3, s, s), "square": (0, 3, r, r), "144": (0, 36 * len(images.scales or []), 3, s, s)}.get(
+        images.crops, (0, images.crops, 3, s, s))
     return DataLoader(
         images,
         batch_sampler=_Batches(order, batch_size, rank, world),

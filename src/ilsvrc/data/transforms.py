@@ -246,3 +246,35 @@ class PaperTransforms:
         if crops == 10:
             return torch.stack(TF.ten_crop(x, s))
         raise ValueError(f"test crops must be 1 or 10, not {crops}")
+
+    def grid(self, square: torch.Tensor, per_side: int) -> torch.Tensor:
+        """(2 * per_side**2, 3, S, S): crops of a mean-subtracted square on a
+        regular per_side x per_side grid, and their reflections (VGG Sec. 3.2
+        multi-crop: 5 x 5 crops and 2 flips per scale)."""
+        room = square.shape[-1] - self.image_size
+        places = torch.linspace(0, room, per_side).round().int().tolist()
+        s = self.image_size
+        crops = torch.stack([square[:, t : t + s, l : l + s] for t in places for l in places])
+        return torch.cat([crops, crops.flip(-1)])
+
+    def crops144(self, img: torch.Tensor, scales: list[int]) -> torch.Tensor:
+        """(len(scales) * 36, 3, S, S): GoogLeNet Sec. 7 test crops of a whole
+        uint8 image (not the stored square): the shorter side rescaled to each
+        scale; the left, centre and right squares (top, centre and bottom for
+        portrait images); of each square the four corner and the centre crops
+        and the square rescaled to S; and their reflections. With four scales,
+        4 x 3 x 6 x 2 = 144 crops. The mean RGB is subtracted (a mean image
+        of the stored square has no meaning for whole images of other shapes)."""
+        s = [self.image_size, self.image_size]
+        x = img.float() - self.stats.mean_rgb.view(3, 1, 1)
+        views = []
+        for q in scales:
+            y = TF.resize(x, [q], antialias=True)
+            h, w = y.shape[-2:]
+            long_room = max(h, w) - q
+            for offset in (0, long_room // 2, long_room):
+                square = y[:, offset : offset + q, :q] if h > w else y[:, :q, offset : offset + q]
+                five = TF.five_crop(square, s)
+                views.extend([*five, resize_float(square, self.image_size)])
+        views = torch.stack(views)
+        return torch.cat([views, views.flip(-1)])

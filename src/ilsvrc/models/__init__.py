@@ -84,3 +84,10 @@ def parameter_count(name: str, num_classes: int = 1000, image_size: int | None =
     with torch.device("meta"):
         model = build(name, num_classes, image_size, **variant)
     return sum(p.numel() for p in model.parameters())
+
+
+def catalogue(num_classes: int = 1000) -> list[dict]:
+    """Every model: name, parameters (``num_classes`` classes, at its
+    recipe's input size), recipe and paper."""
+    return [{"name": n, "parameters": parameter_count(n, num_classes), "recipe": entry(n).recipe, "paper": entry(n).paper}
+            for n in names()]
