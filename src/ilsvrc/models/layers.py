@@ -189,12 +189,19 @@ def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float 
       VGG Sec. 3.1);
     - ``"xavier"``: Glorot & Bengio (2010) uniform weights, zero biases (VGG's
       note on initialisation without pre-training; GoogLeNet's reference);
-    - ``"he"``: He et al. (2015) normal weights with fan-out and ReLU gain,
-      zero biases (ResNet Sec. 3.4). Batch norms start at weight 1, bias 0.
+    - ``"he"``: He et al. (2015) normal weights with fan-out and ReLU gain in
+      the convolutions (ResNet Sec. 3.4), zero biases; the classifier (a
+      linear layer, not followed by ReLU) keeps PyTorch's uniform
+      +-1/sqrt(fan-in) weights, as torchvision and fb.resnet.torch do: He's
+      fan-out rule there (few classes: large fan-in, small fan-out) makes
+      logits in the tens at the first step.
+    Batch norms start at weight 1, bias 0.
     """
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if scheme == "gaussian":
+            if scheme == "he" and isinstance(m, nn.Linear):
+                m.reset_parameters()
+            elif scheme == "gaussian":
                 nn.init.normal_(m.weight, 0.0, std)
             elif scheme == "xavier":
                 nn.init.xavier_uniform_(m.weight)
