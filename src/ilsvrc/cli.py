@@ -185,7 +185,7 @@ def _models(a) -> int:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         recipe = r["recipe"] or "(weights import only)"
-        print(f"{r['name']:{width}s} {r['parameters']:>13,d}  {recipe:22s} {r['paper']}")
+        print(f"{r['name']:{width}s} {r['parameters']:>13,d} ({r['classes']:4d} classes)  {recipe:22s} {r['paper']}")
     return 0
 
 

@@ -86,8 +86,13 @@ def parameter_count(name: str, num_classes: int = 1000, image_size: int | None =
     return sum(p.numel() for p in model.parameters())
 
 
-def catalogue(num_classes: int = 1000) -> list[dict]:
-    """Every model: name, parameters (``num_classes`` classes, at its
-    recipe's input size), recipe and paper."""
-    return [{"name": n, "parameters": parameter_count(n, num_classes), "recipe": entry(n).recipe, "paper": entry(n).paper}
-            for n in names()]
+def catalogue() -> list[dict]:
+    """Every model: name, parameters (for the classes of its paper's dataset,
+    at its recipe's input size), recipe and paper."""
+    rows = []
+    for n in names():
+        e = entry(n)
+        classes = recipes.load(e.recipe).get("classes", 1000) if e.recipe else 1000
+        rows.append({"name": n, "parameters": parameter_count(n, classes), "classes": classes, "recipe": e.recipe,
+                     "paper": e.paper})
+    return rows

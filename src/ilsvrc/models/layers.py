@@ -195,8 +195,11 @@ def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float 
       +-1/sqrt(fan-in) weights, as torchvision and fb.resnet.torch do: He's
       fan-out rule there (few classes: large fan-in, small fan-out) makes
       logits in the tens at the first step.
-    Batch norms start at weight 1, bias 0.
+    Batch norms start at weight 1, bias 0. Weights on the meta device (a
+    model built only to count or shape-check) have no values to set.
     """
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if scheme == "he" and isinstance(m, nn.Linear):

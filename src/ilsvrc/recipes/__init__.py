@@ -7,7 +7,9 @@ returns the recipe as nested dicts; ``names()`` lists them.
 The format (``alexnet.toml`` is the example to copy):
 
 top level  ``title`` (the paper), ``network`` (the registry name of the model
-           trained by default; ``--model`` picks another of the same recipe).
+           trained by default; ``--model`` picks another of the same recipe),
+           optionally ``classes`` (the classes of the paper's dataset when
+           not ImageNet's 1000: parameter counts are given for it).
 [model]    the paper value of every switch the family's builder takes.
 [data]     ``resize``: side of the stored square (shorter side rescaled to it,
            central square kept; dataset statistics at this size);
