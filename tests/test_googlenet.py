@@ -12,6 +12,8 @@ from ilsvrc.models import parameter_count
 from ilsvrc.models.googlenet import INCEPTION, TORCHVISION, Inception, from_torchvision
 from ilsvrc.models.layers import ConvBlock, LocalResponseNorm
 
+from conftest import randomise
+
 TV_NAME, TV_SWITCHES = TORCHVISION["googlenet"]  # without the auxiliary classifiers, as its pretrained model
 TV_AUX = {**TV_SWITCHES, "aux": True}
 TV_COUNT = 6_624_904  # torchvision googlenet(aux_logits=False), 1000 classes
@@ -162,18 +164,6 @@ def test_torchvision_layout_switches():
     assert isinstance(f.conv1.bn, nn.BatchNorm2d) and f.conv1.bn.eps == 1e-3 and f.conv1.conv.bias is None
     assert not any(isinstance(m, LocalResponseNorm) for m in net.modules())
     assert isinstance(net.aux1.pool, nn.AdaptiveAvgPool2d)
-
-
-def randomise(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0, 0.2, generator=g)
-                m.running_mean.normal_(0, 0.2, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model
 
 
 def test_torchvision_weights_give_the_same_logits(tmp_path):

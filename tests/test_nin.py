@@ -8,7 +8,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ilsvrc import UserError, build, recipes
-from ilsvrc.data.transforms import check_settings
 from ilsvrc.models import entry, parameter_count
 from ilsvrc.models.layers import ConvBlock
 
@@ -184,7 +183,7 @@ def test_imagenet_initialisation_has_a_std_per_layer():
     assert build("nin-cifar", 10, 32, init="xavier").mlpconv1.conv.conv.bias.abs().sum() == 0
 
 
-# --- Learning ------------------------------------------------------------------------------------
+# --- Learning (a few steps of the recipe: tests/test_recipes.py) ------------------------------
 
 
 def coloured_batch(n=16, classes=4, size=32, seed=0):
@@ -193,26 +192,6 @@ def coloured_batch(n=16, classes=4, size=32, seed=0):
     y = torch.arange(n) % classes
     colours = torch.randn(classes, 3, 1, 1, generator=g) * 40
     return torch.randn(n, 3, size, size, generator=g) * 30 + colours[y], y
-
-
-def test_a_few_sgd_steps_lower_the_loss():
-    net = cifar(4)
-    o = recipes.load("nin-cifar")["optim"]
-    opt = torch.optim.SGD(net.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
-    x, y = coloured_batch()
-
-    def loss():
-        net.eval()
-        with torch.no_grad():
-            return F.cross_entropy(net(x), y).item()
-
-    start = loss()
-    net.train()
-    for _ in range(10):
-        opt.zero_grad()
-        F.cross_entropy(net(x), y).backward()
-        opt.step()
-    assert loss() < 0.8 * start
 
 
 def test_gradients_reach_every_layer_with_the_final_relu():
@@ -224,25 +203,6 @@ def test_gradients_reach_every_layer_with_the_final_relu():
 
 
 # --- The recipes ---------------------------------------------------------------------------------
-
-DATA_KEYS = ("resize", "image_size", "crop", "mean", "flip", "pca_lighting", "photometric", "test_resize",
-             "test_crops", "test_scales")
-
-
-@pytest.mark.parametrize("recipe, crop_keys, schedule_keys", [
-    ("nin-cifar", ("padding",), ("factor", "milestones", "iterations")),
-    ("nin-imagenet", (), ("factor", "patience", "max_reductions", "epochs")),
-])
-def test_recipes_have_every_key_of_the_format(recipe, crop_keys, schedule_keys):
-    r = recipes.load(recipe)
-    assert r["network"] == recipe
-    d = r["data"]
-    assert set(DATA_KEYS) | set(crop_keys) <= set(d)
-    assert {"batch_size", "lr", "momentum", "weight_decay"} <= set(r["optim"])
-    assert set(schedule_keys) <= set(r["schedule"])
-    check_settings(d["image_size"], d["resize"], d["mean"], d["test_crops"], crop=d["crop"],
-                   padding=d.get("padding", 0), photometric=d["photometric"], test_resize=d["test_resize"])
-
 
 def test_cifar_schedule_ends_at_one_percent_of_the_initial_rate():
     s = recipes.load("nin-cifar")["schedule"]  # Sec. 4.1: lowered by 10, once more, to 1% of the initial value

@@ -7,9 +7,21 @@ import json
 import os
 
 import pytest
+import torch
 
 from ilsvrc import recipes, train
-from ilsvrc.models import entry, names
+from ilsvrc.data.transforms import PaperTransforms
+from ilsvrc.models import build, entry, names
+from ilsvrc.schedule import check as check_schedule
+
+from test_transforms import fake_stats
+
+FORMAT = {  # recipes/__init__.py: the keys every recipe has
+    "data": {"resize", "image_size", "crop", "mean", "flip", "pca_lighting", "photometric", "test_resize",
+             "test_crops", "test_scales"},
+    "optim": {"batch_size", "lr", "momentum", "weight_decay"},
+    "crop": {"random": set(), "scale": {"scale"}, "area": {"area", "aspect"}, "pad": {"padding"}},
+}
 
 STEPS = 30
 
@@ -48,6 +60,21 @@ def test_every_recipe_is_covered_and_every_model_has_a_recipe_or_is_import_only(
         assert r is None or r in recipes.names()
     for r in recipes.names():
         assert entry(recipes.load(r)["network"]).recipe == r
+
+
+@pytest.mark.parametrize("recipe", sorted(SETTINGS))
+def test_recipe_follows_the_format_and_its_values_are_usable(recipe):
+    r = recipes.load(recipe)
+    d = r["data"]
+    assert FORMAT["data"] | FORMAT["crop"][d["crop"]] <= set(d)
+    assert FORMAT["optim"] <= set(r["optim"])
+    check_schedule(r["schedule"])
+    PaperTransforms.from_recipe(fake_stats(size=d["resize"]), d)  # raises for settings it cannot follow
+    assert all(q >= d["image_size"] for q in d["test_scales"])
+    assert r["title"] and r["network"] in names()
+    for network in [n for n in names() if entry(n).recipe == recipe]:
+        with torch.device("meta"):
+            build(network, 10, d["image_size"], **r["model"])  # every switch, by name, at its paper value
 
 
 @pytest.mark.parametrize("recipe", [r for r, s in SETTINGS.items() if s])

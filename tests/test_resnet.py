@@ -11,6 +11,8 @@ from ilsvrc import UserError, build, recipes
 from ilsvrc.models import names, parameter_count
 from ilsvrc.models.resnet import TORCHVISION, Block, ZeroPadShortcut, from_torchvision
 
+from conftest import randomise
+
 IMAGENET = (18, 34, 50, 101, 152)
 CIFAR = (20, 32, 44, 56, 110, 1202)
 
@@ -199,19 +201,6 @@ def test_dense_takes_any_input_size(name, size):
     assert out.shape == (2, 10)
     x = torch.randn(1, 3, size, size)
     assert torch.equal(net.dense(x), net(x))
-
-
-def randomise(model, seed=0):
-    """Random weights and batch-norm statistics, so that equal logits say something."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0, 0.2, generator=g)
-                m.running_mean.normal_(0, 0.2, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model
 
 
 @pytest.mark.parametrize("tv_name", ["resnet18", "resnet50"])

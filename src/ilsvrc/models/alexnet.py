@@ -23,7 +23,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ACTIVATIONS, LocalResponseNorm, activation as make_activation, fc_head, fc_head_dense, parse_pool
+from .layers import ACTIVATIONS, LocalResponseNorm, activation as make_activation, fc_head, fc_head_dense, fc_head_features, parse_pool
 
 # Section 3.5 / Figure 2: (name, output channels, kernel, stride, padding,
 # tower-split input, followed by LRN, followed by max-pooling).
@@ -117,11 +117,7 @@ class AlexNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """fc7's output (the 4096-d code of Sec. 6.1), after ReLU."""
         x = torch.flatten(self.features(x), 1)
-        for name, layer in self.classifier.named_children():
-            if name == "fc8":
-                break
-            x = layer(x)
-        return x
+        return fc_head_features(self.classifier, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))

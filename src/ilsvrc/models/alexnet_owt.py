@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import fc_head_dense
+from .layers import fc_head_dense, fc_head_features, rename_modules
 
 # "One weird trick", Sec. 4 (one column), in torchvision's layout: (name,
 # output channels, kernel, stride, padding, followed by max-pooling).
@@ -74,11 +74,7 @@ class AlexNetOWT(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """fc7's output (4096-d), after ReLU."""
         x = torch.flatten(self.avgpool(self.features(x)), 1)
-        for name, layer in self.classifier.named_children():
-            if name == "fc8":
-                break
-            x = layer(x)
-        return x
+        return fc_head_features(self.classifier, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -120,13 +116,7 @@ def from_torchvision(state_dict: dict) -> dict:
     """A torchvision ``alexnet`` state dict with this module's layer names
     (``features.0.weight`` -> ``features.conv1.weight``). Raises ValueError
     for a key that is not torchvision's AlexNet's."""
-    out = {}
-    for key, value in state_dict.items():
-        module, _, param = key.rpartition(".")
-        if module not in _TORCHVISION_NAMES:
-            raise ValueError(f"{key} is not a parameter of torchvision's alexnet")
-        out[f"{_TORCHVISION_NAMES[module]}.{param}"] = value
-    return out
+    return rename_modules(state_dict, _TORCHVISION_NAMES, "torchvision's alexnet")
 
 
 PAPER = "Krizhevsky, One weird trick for parallelizing convolutional neural networks, arXiv 1404.5997, 2014"

@@ -159,6 +159,31 @@ def fc_head(in_features: int, num_classes: int, *, hidden: tuple[int, ...] = (40
     return nn.Sequential(layers)
 
 
+def fc_head_features(head: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The output of ``head`` before its last layer (the class scores): fc7's
+    4096-d code after ReLU (AlexNet Sec. 6.1, VGG Appendix B), from the
+    flattened features ``x``."""
+    last = len(head) - 1
+    for i, layer in enumerate(head):
+        if i == last:
+            break
+        x = layer(x)
+    return x
+
+
+def rename_modules(state_dict: dict, names: dict[str, str], source: str) -> dict:
+    """``state_dict`` with each parameter's module path renamed by ``names``
+    (``features.0`` -> ``features.conv1``): weights from another library's
+    layout. Raises ValueError for a module ``names`` does not know."""
+    out = {}
+    for key, value in state_dict.items():
+        module, _, param = key.rpartition(".")
+        if module not in names:
+            raise ValueError(f"{key} is not a parameter of {source}")
+        out[f"{names[module]}.{param}"] = value
+    return out
+
+
 def fc_head_dense(head: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
     """Dense evaluation (VGG Sec. 3.2): the fully connected ``head`` applied as
     convolutions over a feature map larger than the one it was trained on,

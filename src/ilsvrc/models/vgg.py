@@ -28,7 +28,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ConvBlock, LocalResponseNorm, fc_head, fc_head_dense, initialise, parse_pool
+from .layers import ConvBlock, LocalResponseNorm, fc_head, fc_head_dense, fc_head_features, initialise, parse_pool, rename_modules
 
 # Table 1: the kernel sides of each stack's convolutions (3: conv3, 1: conv1).
 CONFIGS = {
@@ -110,11 +110,7 @@ class VGG(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """fc7's output (the 4096-d image descriptor of the paper's Appendix B), after ReLU."""
         x = torch.flatten(self.features(x), 1)
-        for name, layer in self.classifier.named_children():
-            if name == "fc8":
-                break
-            x = layer(x)
-        return x
+        return fc_head_features(self.classifier, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
@@ -191,13 +187,7 @@ def from_torchvision(state_dict: dict) -> dict:
         raise ValueError(f"{len(kernels)} convolutions of sides {kernels} match no configuration of Table 1")
     names = {f"features.{i}": f"features.{name}.conv" for i, (name, _) in zip(convs, conv_names(config))}
     names.update(_TORCHVISION_CLASSIFIER)
-    out = {}
-    for key, value in state_dict.items():
-        module, _, param = key.rpartition(".")
-        if module not in names:
-            raise ValueError(f"{key} is not a parameter of torchvision's VGG")
-        out[f"{names[module]}.{param}"] = value
-    return out
+    return rename_modules(state_dict, names, "torchvision's VGG")
 
 
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
