@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ilsvrc.data.batched import BatchTransforms
-from ilsvrc.data.transforms import PaperTransforms, check_settings, distort
+from ilsvrc.data.transforms import U_COUNT, PaperTransforms, check_settings, distort, normals, uniforms
 
 from test_transforms import fake_stats
 
@@ -26,8 +26,7 @@ def transforms(kind: str, mean: str = "image", size: int = 16, image_size: int =
 
 
 def draws(t: PaperTransforms, n: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return [t.draw(g) for _ in range(n)]
+    return [t.draw(seed * 1_000_003 + i) for i in range(n)]
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -36,10 +35,10 @@ def test_batched_views_match_the_reference(kind, mean):
     ref = transforms(kind, mean)
     batched = BatchTransforms(ref, torch.device("cpu"))
     imgs = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8)
-    ds = batched.draws(list(range(12)))
-    out = batched.train(imgs, ds)
+    seeds = list(range(12))
+    out = batched.train(imgs, seeds)
     assert out.shape == (12, 3, 8, 8)
-    expected = torch.stack([ref.apply(img, d) for img, d in zip(imgs, ds)])
+    expected = torch.stack([ref.apply(img, ref.draw(s)) for img, s in zip(imgs, seeds)])
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-3)
 
 
@@ -93,7 +92,7 @@ def test_photometric_factors_are_uniform_in_the_stated_range_and_change_the_imag
     torch.testing.assert_close(grey[0], grey[1])
     bright = distort(x, torch.tensor([1.5, 1.0, 1.0]))
     torch.testing.assert_close(bright, x * 1.5)
-    assert transforms("scale").draw(torch.Generator()).photo is None  # off: no draws, no change
+    assert transforms("scale").draw(0).photo is None  # off: no draws, no change
 
 
 def test_test_views_come_from_the_square_rescaled_to_test_resize():
@@ -139,3 +138,20 @@ def test_multi_crop_grid_and_144_crops():
 def test_impossible_settings_are_refused(bad):
     with pytest.raises(ValueError):
         check_settings(8, 16, "image", **bad)
+
+
+def test_counter_based_draws_are_uniform_independent_and_the_same_in_bulk():
+    """The k-th number of an image is a hash of (its seed, k): uniform, no
+    correlation between columns or neighbouring seeds, the same whether drawn
+    for one image or for a whole batch."""
+    seeds = torch.arange(20000, dtype=torch.long) * 7919 + (1 << 40)
+    u = uniforms(seeds)
+    assert u.shape == (20000, U_COUNT) and 0 < u.min() and u.max() < 1
+    assert u.mean().item() == pytest.approx(0.5, abs=0.005) and u.var().item() == pytest.approx(1 / 12, abs=0.002)
+    corr = torch.corrcoef(torch.cat([u[:-1, :6], u[1:, :6]], 1).T)
+    assert (corr - torch.eye(12, dtype=corr.dtype)).abs().max() < 0.03
+    torch.testing.assert_close(uniforms(seeds[5:6])[0], u[5], rtol=0, atol=0)
+    z = normals(u[:, 3:7])
+    assert z.mean(0).abs().max() < 0.03 and (z.std(0) - 1).abs().max() < 0.03
+    counts = torch.bincount((u[:, 0] * 10).long(), minlength=10).double()
+    assert ((counts - 2000) ** 2 / 2000).sum() < 30  # chi-square, 9 degrees of freedom

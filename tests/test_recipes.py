@@ -4,7 +4,6 @@ padded crops, photometric distortions), schedule and losses (GoogLeNet's
 auxiliary classifiers)."""
 
 import json
-import os
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from ilsvrc.data.transforms import PaperTransforms
 from ilsvrc.models import build, entry, names
 from ilsvrc.schedule import check as check_schedule
 
+from conftest import make_images
 from test_transforms import fake_stats
 
 FORMAT = {  # recipes/__init__.py: the keys every recipe has
@@ -27,10 +27,11 @@ STEPS = 30
 
 # What each recipe needs to learn in 30 steps of 16 images at 32-64 pixels, and why:
 SETTINGS = {
-    # BN networks: the recipe's learning rate scaled to the batch of 16 (it is set for 128 or 256)
+    # the recipe's learning rate scaled to the batch of 16 (it is set for 128 or 256): unscaled, ResNet-50 and
+    # NIN-CIFAR (0-255 inputs, no batch norm) blow up once the 16 images are fitted
     "resnet-cifar": dict(image_size=32, lr_scale=16 / 128),
     "resnet-imagenet": dict(image_size=32, lr_scale=16 / 256, model="resnet-18"),
-    "nin-cifar": dict(image_size=32),
+    "nin-cifar": dict(image_size=32, lr_scale=16 / 128),
     "nin-imagenet": dict(image_size=64),
     "googlenet": dict(image_size=32),
     # A from scratch with Glorot's initialisation (the paper's note); N(0, 0.01) needs hundreds of steps to leave ln C
@@ -41,15 +42,15 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def sixteen(learn_data, tmp_path_factory):
-    """16 training images (4 per class) and 8 held out: one batch an epoch, so
-    each metrics row is one step."""
+def sixteen(tmp_path_factory):
+    """16 generated training images (4 per class: each class a colour and a
+    stripe direction) and 8 held out: one batch an epoch, so each metrics row
+    is one step. Generated rather than CIFAR-10: 16 real photos under the
+    recipes' augmentation are too hard for 30 steps of the slow starters
+    (VGG, NIN), and the point here is the pipeline, not the dataset."""
     root = tmp_path_factory.mktemp("sixteen")
-    for split, n in (("train", 4), ("val", 2)):
-        for c in sorted(os.listdir(learn_data / split)):
-            (root / split / c).mkdir(parents=True)
-            for f in sorted(os.listdir(learn_data / split / c))[:n]:
-                os.symlink((learn_data / split / c / f).resolve(), root / split / c / f)
+    make_images(root, 4, 4, size=(40, 52), seed=5, split="train")
+    make_images(root, 4, 2, size=(40, 52), seed=6, split="val")
     return root
 
 

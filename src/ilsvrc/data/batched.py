@@ -4,9 +4,10 @@
 batch of stored uint8 squares ``(B, 3, R, R)`` at once: the training view
 (window, reflection, PCA lighting, mean subtraction) and the test views
 (centre crop, ten crops, the whole rescaled square). The random draws are
-the same ``Draw`` objects, made by the same per-image generators, so the
-batched path gives the reference path's numbers (tests compare them on the
-CPU).
+the same numbers, made by the same counter-based generator from each image's
+seed, for the whole batch at once on the device, so the batched path gives
+the reference path's numbers (tests compare them on the CPU) without work
+per image on the host.
 
 Windows of the network's input size (AlexNet's random crops, CIFAR's padded
 crops) are cut for the whole batch at once: one gather kernel on a GPU, a
@@ -19,7 +20,7 @@ a time, on the batch's device.
 import torch
 from torch.nn import functional as F
 
-from .transforms import Draw, PaperTransforms, resize_float
+from .transforms import U_FLIP, U_LEFT, U_NORMAL, U_TOP, PaperTransforms, normals, resize_float, uniforms
 
 
 class BatchTransforms:
@@ -35,8 +36,6 @@ class BatchTransforms:
         self.device = device
         self._ramp = torch.arange(self.size, device=device)
 
-    def draws(self, seeds: list[int]) -> list[Draw]:
-        return [self.reference.draw(torch.Generator().manual_seed(s)) for s in seeds]
 
     def _crop(self, src: torch.Tensor, mean: torch.Tensor | None, tops: torch.Tensor, lefts: torch.Tensor,
               flips: torch.Tensor, gather: bool | None = None) -> torch.Tensor:
@@ -63,20 +62,24 @@ class BatchTransforms:
         x = src[b, :, r, c].permute(0, 3, 1, 2).float()  # (B, 3, S, S), channels_last in memory
         return x if mean is None else x - mean[:, r, c].permute(1, 0, 2, 3)
 
-    def train(self, imgs: torch.Tensor, draws: list[Draw]) -> torch.Tensor:
-        """(B, 3, S, S) float training views of uint8 ``imgs`` under ``draws``."""
+    def train(self, imgs: torch.Tensor, seeds) -> torch.Tensor:
+        """(B, 3, S, S) float training views of uint8 ``imgs``, the i-th drawn
+        with seed ``seeds[i]`` (a list or an int64 tensor)."""
         dev, ref = imgs.device, self.reference
         if ref.resizes or ref.photometric:  # windows of different sizes: one image at a time
-            return torch.stack([ref.apply(img, d, self.mean_unpadded) for img, d in zip(imgs, draws)])
-        p = ref.padding
-        tops = torch.tensor([d.top + p for d in draws], device=dev)
-        lefts = torch.tensor([d.left + p for d in draws], device=dev)
-        flips = torch.tensor([d.flip for d in draws], device=dev)
+            seeds = seeds.tolist() if torch.is_tensor(seeds) else seeds
+            return torch.stack([ref.apply(img, ref.draw(s), self.mean_unpadded) for img, s in zip(imgs, seeds)])
+        u = uniforms(torch.as_tensor(seeds, dtype=torch.long).to(dev))
+        p, room = ref.padding, ref.stats.size + 2 * ref.padding - self.size + 1
+        # as PaperTransforms.draw: top and left (in padded coordinates), reflection
+        tops = (u[:, U_TOP] * room).long().clamp(max=room - 1)
+        lefts = (u[:, U_LEFT] * room).long().clamp(max=room - 1)
+        flips = (u[:, U_FLIP] < 0.5) & ref.flip
         if p:
             imgs = F.pad(imgs, (p, p, p, p))
         x = self._crop(imgs, self.mean, tops, lefts, flips)
         if ref.pca_lighting:
-            alphas = torch.stack([d.alpha for d in draws]).to(dev)  # (B, 3)
+            alphas = normals(u[:, U_NORMAL : U_NORMAL + 4]).float() * ref.pca_lighting  # (B, 3)
             offsets = 255.0 * (alphas * self.eigval) @ self.eigvec.T  # row i: P (a_i * l)
             x.add_(offsets[:, :, None, None])
         return x

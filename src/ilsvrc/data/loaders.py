@@ -91,7 +91,7 @@ class Images(torch.utils.data.Dataset):
         if self.crops == "square":
             return img, label, None
         if self.crops == 0:
-            x = self.transforms.train(img, torch.Generator().manual_seed(seed))
+            x = self.transforms.train(img, seed)
         else:
             x = self.transforms.test(img, self.crops)
         return x, label, None

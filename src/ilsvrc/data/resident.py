@@ -67,7 +67,7 @@ class ResidentSplit:
             idx = torch.tensor([i for i, _ in chunk], device=self.device)
             imgs = self.images[idx]
             if crops == 0:
-                x = transforms.train(imgs, transforms.draws([seed for _, seed in chunk]))
+                x = transforms.train(imgs, [seed for _, seed in chunk])
             else:
                 x = transforms.test(imgs, crops)
             yield Batch(x, self.labels[idx], [])

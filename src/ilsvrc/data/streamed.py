@@ -85,7 +85,7 @@ class StreamedSplit:
             imgs = self._decode(encoded)
             labels = self.labels[[i for i, _ in share]].to(self.device, non_blocking=True)
             if crops == 0:
-                x = transforms.train(imgs, transforms.draws([seed for _, seed in share]))
+                x = transforms.train(imgs, [seed for _, seed in share])
             else:
                 x = transforms.test(imgs, crops)
             yield Batch(x, labels, [])

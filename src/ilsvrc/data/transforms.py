@@ -32,6 +32,11 @@ order to the window's pixels before the mean is subtracted.
 
 The random draws of one presentation are an explicit ``Draw`` so that a
 batched implementation can be checked against this one with the same draws.
+They come from a counter-based generator (``uniforms``): the k-th random
+number of an image is a hash of (the image's seed, k), so the draws of a
+whole batch are a few integer kernels on the device, and the same numbers
+one image at a time on the host. The image's seed depends on the run's seed,
+the epoch and the image (``loaders.seed_for``), not on the order of work.
 """
 
 from __future__ import annotations
@@ -49,8 +54,42 @@ if TYPE_CHECKING:
 
 CROPS = ("random", "scale", "area", "pad")
 TEST_CROPS = (1, 10)
+# Which of an image's random numbers each choice uses (``uniforms`` columns).
+U_TOP, U_LEFT, U_FLIP, U_NORMAL, U_PHOTO, U_SCALE, U_AREA = 0, 1, 2, 3, 7, 10, 11
 _AREA_TRIES = 10  # draws of an area window before falling back to the whole square (as torchvision's RandomResizedCrop)
+U_COUNT = U_AREA + 2 * _AREA_TRIES
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 luma, torchvision's greyscale
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``x * c mod 2**32`` for 32-bit ``x`` and ``c``, in int64 without overflow."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & 0xFFFFFFFF
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (Wellons' "lowbias32") of int64 values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def uniforms(seeds: torch.Tensor, count: int = U_COUNT) -> torch.Tensor:
+    """(B, count) float64 numbers uniform in (0, 1): column k of row i a hash
+    of (``seeds[i]``, k). ``seeds``: int64, non-negative, on any device."""
+    key = _hash32(_hash32(seeds & 0xFFFFFFFF) ^ ((seeds >> 32) & 0x7FFFFFFF))
+    counter = _hash32(torch.arange(count, device=seeds.device) * 0x9E3779B9 & 0xFFFFFFFF)
+    u = _hash32(key[:, None] ^ counter[None, :])
+    return (u.double() + 0.5) / 2.0**32
+
+
+def normals(u: torch.Tensor) -> torch.Tensor:
+    """(B, 3) standard normal numbers from (B, 4) uniforms (Box-Muller)."""
+    r1, r2 = torch.sqrt(-2.0 * torch.log(u[:, 0])), torch.sqrt(-2.0 * torch.log(u[:, 2]))
+    t1, t2 = 2.0 * math.pi * u[:, 1], 2.0 * math.pi * u[:, 3]
+    return torch.stack([r1 * torch.cos(t1), r1 * torch.sin(t1), r2 * torch.cos(t2)], 1)
 
 
 def rescale(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -169,38 +208,37 @@ class PaperTransforms:
     def subtract_mean(self, img: torch.Tensor) -> torch.Tensor:
         return img.float() - self.mean
 
-    def _window_size(self, generator: torch.Generator) -> tuple[int, int]:
+    def _window_size(self, u: list[float]) -> tuple[int, int]:
         r, s = self.stats.size, self.image_size
         if self.crop == "scale":
-            t = int(torch.randint(self.scale[0], self.scale[1] + 1, (1,), generator=generator))
+            t = min(self.scale[1], self.scale[0] + int(u[U_SCALE] * (self.scale[1] - self.scale[0] + 1)))
             side = min(r, max(1, round(s * r / t)))
             return side, side
         if self.crop == "area":
             log_lo, log_hi = math.log(self.aspect[0]), math.log(self.aspect[1])
-            for _ in range(_AREA_TRIES):
-                u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
-                target = r * r * (self.area[0] + u[0] * (self.area[1] - self.area[0]))
-                ratio = math.exp(log_lo + u[1] * (log_hi - log_lo))
+            for i in range(_AREA_TRIES):
+                a, b = u[U_AREA + 2 * i], u[U_AREA + 2 * i + 1]
+                target = r * r * (self.area[0] + a * (self.area[1] - self.area[0]))
+                ratio = math.exp(log_lo + b * (log_hi - log_lo))
                 w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
                 if 0 < w <= r and 0 < h <= r:
                     return h, w
             return r, r
         return s, s
 
-    def draw(self, generator: torch.Generator) -> Draw:
+    def draw(self, seed: int) -> Draw:
+        """The draws of the image whose seed (run, epoch, image) is ``seed``."""
+        row = uniforms(torch.tensor([seed], dtype=torch.long))[0]
+        u = row.tolist()
         r, p = self.stats.size, self.padding
-        if self.crop == "random":  # AlexNet's draws, in the order earlier versions made them
-            height = width = self.image_size
-            top, left = torch.randint(r - height + 1, (2,), generator=generator).tolist()
-        else:
-            height, width = self._window_size(generator)
-            top = int(torch.randint(r + 2 * p - height + 1, (1,), generator=generator)) - p
-            left = int(torch.randint(r + 2 * p - width + 1, (1,), generator=generator)) - p
-        flip = self.flip and bool(torch.randint(2, (1,), generator=generator))
-        alpha = torch.randn(3, generator=generator) * self.pca_lighting
+        height, width = self._window_size(u)
+        top = min(int(u[U_TOP] * (r + 2 * p - height + 1)), r + 2 * p - height) - p
+        left = min(int(u[U_LEFT] * (r + 2 * p - width + 1)), r + 2 * p - width) - p
+        flip = self.flip and u[U_FLIP] < 0.5
+        alpha = normals(row[None, U_NORMAL : U_NORMAL + 4])[0].float() * self.pca_lighting
         photo = None
         if self.photometric:
-            photo = 1.0 + (2.0 * torch.rand(3, generator=generator) - 1.0) * self.photometric
+            photo = 1.0 + (2.0 * row[U_PHOTO : U_PHOTO + 3].float() - 1.0) * self.photometric
         return Draw(top, left, flip, alpha, height, width, photo)
 
     def lighting_offset(self, alpha: torch.Tensor) -> torch.Tensor:
@@ -227,8 +265,8 @@ class PaperTransforms:
             x = x + self.lighting_offset(d.alpha).to(x.device).view(3, 1, 1)
         return x
 
-    def train(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.apply(img, self.draw(generator))
+    def train(self, img: torch.Tensor, seed: int) -> torch.Tensor:
+        return self.apply(img, self.draw(seed))
 
     def square(self, img: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """The mean-subtracted square rescaled to ``size`` (default: test_resize):
