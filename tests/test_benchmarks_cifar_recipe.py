@@ -1,0 +1,41 @@
+"""benchmarks/cifar_recipe.py runs both loops end to end on a tiny generated
+32x32 dataset and reports finite figures for each (no timing thresholds)."""
+
+import json
+import math
+
+import pytest
+
+from conftest import load_benchmark, make_images
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar-like")
+    make_images(root, 3, 12, size=(32, 32), seed=7, split="train")
+    make_images(root, 3, 4, size=(32, 32), seed=8, split="test")
+    return root
+
+
+def test_both_loops_run_the_recipe_and_report(cifar_like, tmp_path, capsys):
+    bench = load_benchmark("cifar_recipe")
+    out = tmp_path / "r.json"
+    assert bench.main(["--data", str(cifar_like), "--iterations", "4", "--device", "cpu", "--workers", "0",
+                       "--no-progress", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["schedule"] == {"iterations": 4, "milestones": [2, 3]}  # 32k and 48k of 64k, kept in place
+    for side in ("stock", "ilsvrc"):
+        assert r[side]["steps"] == 4
+        assert math.isfinite(r[side]["images_per_s"]) and r[side]["images_per_s"] > 0
+        assert 0 <= r[side]["test_error"] <= 100 and r[side]["wall_s"] > 0
+    assert r["ratios"]["images_per_s"] > 0
+    printed = capsys.readouterr().out
+    assert "ilsvrc / stock" in printed and "test error" in printed
+
+
+def test_without_data_it_says_what_to_pass(monkeypatch, tmp_path, capsys):
+    bench = load_benchmark("cifar_recipe")
+    monkeypatch.setattr(bench, "default_data", lambda: None)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--device", "cpu"])
+    assert e.value.code == 2 and "--data" in capsys.readouterr().err
