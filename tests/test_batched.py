@@ -96,3 +96,12 @@ def test_stopping_a_stream_early_ends_its_reader(tiny_data, tmp_path):
     while threading.active_count() > before and time.time() < deadline:
         time.sleep(0.05)
     assert threading.active_count() == before
+
+
+def test_test_batches_hold_a_training_batch_worth_of_pixels():
+    from ilsvrc.data.sources import test_batch_size
+
+    assert test_batch_size(128, 224, 1) == 128  # AlexNet: as in training
+    assert test_batch_size(128, 224, 10) == 12  # ten crops of 12 images: 120 views
+    assert test_batch_size(128, 32, 1) == 4096  # CIFAR-10's test set in three batches
+    assert test_batch_size(1, 224, 10) == 1

@@ -24,6 +24,16 @@ from .streamed import StreamedSplit
 from .transforms import PaperTransforms
 
 KINDS = ("auto", "resident", "stream", "workers")
+REFERENCE_SIDE = 224  # test batches hold as many pixels as a training batch of 224x224 images
+MAX_TEST_BATCH = 4096  # images
+
+
+def test_batch_size(batch_size: int, image_size: int, crops: int) -> int:
+    """Images per test batch: the training batch's pixels at 224x224, over
+    the crops per image: 128 for AlexNet's centre crop, 12 for its ten
+    crops, 4096 for CIFAR's 32x32 images (the test set in three batches)."""
+    scale = max(1, (REFERENCE_SIDE // image_size) ** 2)
+    return max(1, min(MAX_TEST_BATCH, batch_size * scale // crops))
 
 
 @dataclass
@@ -48,6 +58,7 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
     """Batch makers for training (shuffled by epoch) and testing (in order)."""
     size = transforms.stats.size
     kind = choose(kind, dataset, size, device)
+    test_batch = test_batch_size(batch_size, transforms.image_size, test_crops)
     shard = dict(rank=rank, world=world)
     if kind == "workers":
         pin = device.type == "cuda"
@@ -57,7 +68,7 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
             kind,
             lambda epoch, start: loader(train_images, batch_size, shuffle=True, seed=seed, epoch=epoch, start_batch=start,
                                         workers=workers, pin_memory=pin, **shard),
-            lambda: loader(test_images, batch_size, shuffle=False, workers=workers, pin_memory=pin, **shard),
+            lambda: loader(test_images, test_batch, shuffle=False, workers=workers, pin_memory=pin, **shard),
         )
     if kind == "resident":
         train_split = ResidentSplit(dataset.train, size, device, workers, progress)
@@ -73,5 +84,5 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
         kind,
         lambda epoch, start: train_split.batches(batched, batch_size, shuffle=True, seed=seed, epoch=epoch,
                                                  start_batch=start, **shard),
-        lambda: test_split.batches(batched, batch_size, shuffle=False, crops=test_crops, **shard),
+        lambda: test_split.batches(batched, test_batch, shuffle=False, crops=test_crops, **shard),
     )
