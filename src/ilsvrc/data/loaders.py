@@ -1,8 +1,9 @@
 """Batches for training and testing, reproducible to the image.
 
-Each image's random draws come from its own generator, seeded by the run's
-seed, the epoch and the image's index, and each epoch's order from a
-generator seeded by the seed and the epoch. So the batches do not depend on
+Each image's random draws are a function of its seed, made of the run's
+seed, the epoch and the image's index (the counter-based ``uniforms`` of
+``transforms.py``), and each epoch's order comes from a generator seeded by
+the seed and the epoch. So the batches do not depend on
 the number of workers, and a resumed run sees exactly the batches the
 uninterrupted run would have seen (``start`` skips the batches already done).
 """
