@@ -135,3 +135,17 @@ def test_compiled_training_matches_eager(tiny_data, tmp_path):
     a, b = weights(tmp_path / "eager" / "last.pt"), weights(tmp_path / "compiled" / "last.pt")
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_files_written_atomically_get_ordinary_permissions(tmp_path):
+    """Checkpoints and exports are shared: mkstemp's owner-only 0600 must not stick."""
+    import os
+
+    from ilsvrc.checkpoint import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644

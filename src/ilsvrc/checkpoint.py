@@ -14,12 +14,20 @@ import torch
 from .errors import UserError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(file)`` on a temporary file, then rename it to ``path``."""
+    """Call ``write(file)`` on a temporary file, then rename it to ``path``
+    (with the permissions an ordinary new file gets, not mkstemp's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
