@@ -155,3 +155,34 @@ def test_counter_based_draws_are_uniform_independent_and_the_same_in_bulk():
     assert z.mean(0).abs().max() < 0.03 and (z.std(0) - 1).abs().max() < 0.03
     counts = torch.bincount((u[:, 0] * 10).long(), minlength=10).double()
     assert ((counts - 2000) ** 2 / 2000).sum() < 30  # chi-square, 9 degrees of freedom
+
+
+def test_device_side_padded_crops_have_the_papers_distribution():
+    """The batched (GPU) path of ResNet Sec. 4.2's augmentation: every offset of
+    the 32x32 crop in the 4-padded 40x40 image equally likely, reflections half
+    the time. Pixels encode their own row and column, so each view shows where
+    it was cut (0: padding)."""
+    stats = fake_stats(size=32)
+    stats.mean_image.zero_()
+    t = PaperTransforms(stats, 32, "image", flip=True, pca_lighting=0.0, crop="pad", padding=4)
+    batched = BatchTransforms(t, torch.device("cpu"))
+    ramp = torch.arange(1, 33, dtype=torch.uint8)
+    img = torch.stack([ramp[:, None].expand(32, 32), ramp[None, :].expand(32, 32), torch.zeros(32, 32, dtype=torch.uint8)])
+    n = 4500
+    views = batched.train(img.expand(n, 3, 32, 32), list(range(n)))
+    rows, cols = views[:, 0], views[:, 1]
+    flipped = cols[:, 16, 15] > cols[:, 16, 16]  # two pixels inside the image for every offset
+
+    def offsets(lines: torch.Tensor) -> torch.Tensor:
+        """Window start (image coordinates) from view lines holding coordinate + 1 (0 in the padding)."""
+        first = (lines > 0).float().argmax(1)  # the first view pixel inside the image
+        return lines.gather(1, first[:, None])[:, 0] - 1 - first
+
+    tops = offsets(rows[:, :, 16])
+    lefts = offsets(torch.where(flipped[:, None], cols[:, 16].flip(-1), cols[:, 16]))
+    assert set(tops.long().tolist()) == set(range(-4, 5)) and set(lefts.long().tolist()) == set(range(-4, 5))
+    counts = torch.bincount((tops + 4).long() * 9 + (lefts + 4).long(), minlength=81).double()
+    assert ((counts - n / 81) ** 2 / (n / 81)).sum() < 130  # chi-square, 80 degrees of freedom (p ~ 0.0004)
+    assert flipped.double().mean().item() == pytest.approx(0.5, abs=0.03)
+    shifted = views[~flipped][:, :2]
+    assert ((shifted == 0) | (shifted >= 1)).all()  # padding is zero, image pixels their own coordinates
