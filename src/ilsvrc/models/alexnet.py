@@ -20,10 +20,9 @@ fc8 gives logits; the softmax is in the loss and in evaluation.
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
-from .layers import ACTIVATIONS, LocalResponseNorm, activation as make_activation, fc_head, fc_head_dense, fc_head_features, parse_pool
+from .layers import ACTIVATIONS, FullyConnectedNet, LocalResponseNorm, activation as make_activation, fc_head, parse_pool
 
 # Section 3.5 / Figure 2: (name, output channels, kernel, stride, padding,
 # tower-split input, followed by LRN, followed by max-pooling).
@@ -38,7 +37,7 @@ HIDDEN_UNITS = 4096  # Section 3.5: fc6 and fc7 have 4096 neurons each
 REMOVABLE = ("conv3", "conv4", "conv5")
 
 
-class AlexNet(nn.Module):
+class AlexNet(FullyConnectedNet):
     """The network of Section 3, with the paper's ablations as switches."""
 
     def __init__(
@@ -113,20 +112,6 @@ class AlexNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(m.weight, 0.0, std)
                 nn.init.constant_(m.bias, bias if name.split(".")[-1] in ones else 0.0)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """fc7's output (the 4096-d code of Sec. 6.1), after ReLU."""
-        x = torch.flatten(self.features(x), 1)
-        return fc_head_features(self.classifier, x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
-
-    def dense(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores of an input larger than the training size: the fully
-        connected layers applied as convolutions, the score map averaged."""
-        return fc_head_dense(self.classifier, self.features(x))
-
 
 def alexnet(num_classes: int = 1000, **variant) -> AlexNet:
     """AlexNet from "ImageNet Classification with Deep Convolutional Neural

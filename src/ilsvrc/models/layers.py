@@ -198,6 +198,9 @@ def fc_head_dense(head: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
                 k = int(round((layer.in_features / c) ** 0.5))
                 if c * k * k != layer.in_features:
                     raise ValueError(f"{layer.in_features} inputs are not {c} channels on a square map")
+                if min(x.shape[-2:]) < k:
+                    raise ValueError(f"dense evaluation needs a feature map of at least {k}x{k}"
+                                     f" (the training size's), not {tuple(x.shape[-2:])}")
                 weight = layer.weight.view(layer.out_features, c, k, k)
             else:
                 weight = layer.weight.view(layer.out_features, layer.in_features, 1, 1)
@@ -205,6 +208,27 @@ def fc_head_dense(head: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
         else:
             x = layer(x)
     return x.mean((2, 3))
+
+
+class FullyConnectedNet(nn.Module):
+    """A network of ``features`` (convolutions and pooling) then an
+    ``fc_head`` ``classifier`` (AlexNet, VGG): its forward pass, fc7's code
+    and dense evaluation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """fc7's output (the 4096-d code of AlexNet Sec. 6.1, VGG Appendix B), after ReLU."""
+        return fc_head_features(self.classifier, torch.flatten(self.features(x), 1))
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense evaluation (VGG Sec. 3.2): the fully connected layers applied
+        as convolutions over the feature map of an input at least as large as
+        the training size (fc6 a convolution with the training size's map as
+        kernel), the class score map averaged. At the training size it equals
+        ``forward``."""
+        return fc_head_dense(self.classifier, self.features(x))
 
 
 def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float = 0.0) -> None:

@@ -28,7 +28,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ConvBlock, LocalResponseNorm, fc_head, fc_head_dense, fc_head_features, initialise, parse_pool, rename_modules
+from .layers import ConvBlock, FullyConnectedNet, LocalResponseNorm, fc_head, initialise, parse_pool, rename_modules
 
 # Table 1: the kernel sides of each stack's convolutions (3: conv3, 1: conv1).
 CONFIGS = {
@@ -60,7 +60,7 @@ def conv_names(config: str) -> list[tuple[str, int]]:
             for i, kernel in enumerate(kernels, start=1)]
 
 
-class VGG(nn.Module):
+class VGG(FullyConnectedNet):
     """A configuration of Table 1, with the paper's training details as switches."""
 
     def __init__(
@@ -99,34 +99,12 @@ class VGG(nn.Module):
             if size < 1:
                 raise ValueError(f"image size {image_size} is too small for VGG's five max-pooling layers")
         self.features = nn.Sequential(layers)
-        self.pool5_size = size  # the side of pool5's map at the training size (7 at 224)
 
         self.classifier = fc_head(channels * size * size, num_classes, hidden=(HIDDEN_UNITS, HIDDEN_UNITS),
                                   dropout=dropout)
         # Sec. 3.1: weights from N(0, init_std), biases bias_init (0); "xavier":
         # the paper's note that Glorot & Bengio's initialisation needs no pre-training.
         initialise(self, init, std=init_std, bias=bias_init)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """fc7's output (the 4096-d image descriptor of the paper's Appendix B), after ReLU."""
-        x = torch.flatten(self.features(x), 1)
-        return fc_head_features(self.classifier, x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
-
-    def dense(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense evaluation (Sec. 3.2): fc6 becomes a convolution with pool5's
-        training-size map as kernel (7x7 at 224), fc7 and fc8 1x1
-        convolutions; the class score map is averaged over positions. At the
-        training size it equals ``forward``; the input must be at least that."""
-        features = self.features(x)
-        if min(features.shape[-2:]) < self.pool5_size:
-            raise ValueError(
-                f"dense evaluation needs a pool5 map of at least {self.pool5_size}x{self.pool5_size},"
-                f" not {tuple(features.shape[-2:])} (input {tuple(x.shape[-2:])})"
-            )
-        return fc_head_dense(self.classifier, features)
 
     @torch.no_grad()
     def init_from(self, state_dict_of_a: dict) -> tuple[str, ...]:
