@@ -20,7 +20,7 @@ a time, on the batch's device.
 import torch
 from torch.nn import functional as F
 
-from .transforms import U_FLIP, U_LEFT, U_NORMAL, U_TOP, PaperTransforms, normals, resize_float, uniforms
+from .transforms import U_FLIP, U_LEFT, U_NORMAL, U_TOP, PaperTransforms, normals, resize_float, starts, uniforms
 
 
 class BatchTransforms:
@@ -35,7 +35,6 @@ class BatchTransforms:
         self.eigval = reference.stats.eigval.to(device)
         self.device = device
         self._ramp = torch.arange(self.size, device=device)
-
 
     def _crop(self, src: torch.Tensor, mean: torch.Tensor | None, tops: torch.Tensor, lefts: torch.Tensor,
               flips: torch.Tensor, gather: bool | None = None) -> torch.Tensor:
@@ -72,8 +71,7 @@ class BatchTransforms:
         u = uniforms(torch.as_tensor(seeds, dtype=torch.long).to(dev))
         p, room = ref.padding, ref.stats.size + 2 * ref.padding - self.size + 1
         # as PaperTransforms.draw: top and left (in padded coordinates), reflection
-        tops = (u[:, U_TOP] * room).long().clamp(max=room - 1)
-        lefts = (u[:, U_LEFT] * room).long().clamp(max=room - 1)
+        tops, lefts = starts(u[:, U_TOP], room), starts(u[:, U_LEFT], room)
         flips = (u[:, U_FLIP] < 0.5) & ref.flip
         if p:
             imgs = F.pad(imgs, (p, p, p, p))

@@ -92,6 +92,12 @@ def normals(u: torch.Tensor) -> torch.Tensor:
     return torch.stack([r1 * torch.cos(t1), r1 * torch.sin(t1), r2 * torch.cos(t2)], 1)
 
 
+def starts(u: torch.Tensor, room: int) -> torch.Tensor:
+    """Window starts from uniforms ``u``: each of ``room`` places equally
+    likely (the one rule of ``PaperTransforms.draw`` and the batched path)."""
+    return (u * room).long().clamp(max=room - 1)
+
+
 def rescale(img: torch.Tensor, size: int) -> torch.Tensor:
     """AlexNet Sec. 2: shorter side rescaled to ``size``, then the central square."""
     img = TF.resize(img, [size], antialias=True)
@@ -232,8 +238,8 @@ class PaperTransforms:
         u = row.tolist()
         r, p = self.stats.size, self.padding
         height, width = self._window_size(u)
-        top = min(int(u[U_TOP] * (r + 2 * p - height + 1)), r + 2 * p - height) - p
-        left = min(int(u[U_LEFT] * (r + 2 * p - width + 1)), r + 2 * p - width) - p
+        top = int(starts(row[U_TOP], r + 2 * p - height + 1)) - p
+        left = int(starts(row[U_LEFT], r + 2 * p - width + 1)) - p
         flip = self.flip and u[U_FLIP] < 0.5
         alpha = normals(row[None, U_NORMAL : U_NORMAL + 4])[0].float() * self.pca_lighting
         photo = None
@@ -255,9 +261,12 @@ class PaperTransforms:
         if d.photo is not None:
             x = distort(x, d.photo)
         # the window of (image - mean), computed on the window only; zero in the padding
-        x = x - (mean if mean.shape[1] == 1 else window(mean, d.top, d.left, h, w))
-        if self.padding:
-            x = x * window(torch.ones_like(img[:1], dtype=x.dtype), d.top, d.left, h, w)
+        if mean.shape[1] == 1:  # the mean RGB: subtracted inside the image only
+            x = x - mean
+            if self.padding:
+                x = x * window(torch.ones_like(img[:1], dtype=x.dtype), d.top, d.left, h, w)
+        else:  # the mean image, padded with zeros like the image
+            x = x - window(mean, d.top, d.left, h, w)
         x = resize_float(x, s)
         if d.flip:
             x = x.flip(-1)
