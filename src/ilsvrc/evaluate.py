@@ -149,16 +149,17 @@ def evaluate(
         )
     dev = pick_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
-    data = ckpt["config"]["data"]
+    recipe_data = ckpt["config"]["data"]
     transforms = transforms_from_checkpoint(ckpt)
-    qs = test_scales(data, scales)
-    if any(q < data["image_size"] for q in qs):
-        raise UserError(f"test scales {qs} must be at least the network input size {data['image_size']}")
+    qs = test_scales(recipe_data, scales)
+    if any(q < recipe_data["image_size"] for q in qs):
+        raise UserError(f"test scales {qs} must be at least the network input size {recipe_data['image_size']}")
     proba, crops = predict_proba, {"centre": 1, "ten-crop": 10}.get(views)
+    mean = transforms.mean.to(dev)  # dense and multi-crop: uint8 squares, the mean subtracted on the device
     if views == "dense":
-        proba, crops = (lambda m, x: dense_proba(m, x, qs)), "square"
+        proba, crops = (lambda m, x: dense_proba(m, x.float() - mean, qs)), "square"
     elif views == "multi-crop":
-        proba, crops = (lambda m, x: grid_proba(m, x, qs, transforms)), "square"
+        proba, crops = (lambda m, x: grid_proba(m, x.float() - mean, qs, transforms)), "square"
     elif views == "144-crop":
         crops = "144"
     try:
@@ -167,8 +168,6 @@ def evaluate(
         raise UserError(str(e)) from None
     per_image = {"centre": 1, "ten-crop": 10, "dense": 2 * len(qs), "multi-crop": 2 * GRID * GRID * len(qs),
                  "144-crop": 36 * len(qs)}[views]
-    if crops == "square":  # squares arrive uint8; the mean is subtracted on the device
-        proba = _on_squares(proba, transforms.mean.to(dev))
     # the recipe's batch counts views: ten crops of 12 images are 120 views, not 1280
     bs = batch_size or max(1, ckpt["config"]["optim"]["batch_size"] // per_image)
     batches = loader(images, bs, shuffle=False, workers=default_workers(workers), pin_memory=dev.type == "cuda")
@@ -177,8 +176,3 @@ def evaluate(
     if views in ("dense", "multi-crop", "144-crop"):
         result["scales"] = qs
     return result
-
-
-def _on_squares(proba, mean: torch.Tensor):
-    """``proba`` of uint8 stored squares, after ``mean`` is subtracted on the device."""
-    return lambda model, imgs: proba(model, imgs.float() - mean)
