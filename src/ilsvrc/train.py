@@ -38,7 +38,7 @@ from .data.default import default_data
 from .data.folders import open_dataset, warn_skipped
 from .data.sources import KINDS, source
 from .data.stats import Stats, load_or_compute
-from .data.transforms import PaperTransforms
+from .data.transforms import TEST_CROPS, PaperTransforms
 from .device import autocast, default_workers, pick_device
 from .distributed import join, leave
 from .errors import Interrupted, UserError
@@ -78,8 +78,8 @@ def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str |
 def _validate(plan: dict, num_classes: int) -> torch.nn.Module:
     """Build the model and check the data settings before anything is written."""
     d = plan["data"]
-    if d["test_crops"] not in (1, 10):
-        raise UserError(f"test crops must be 1 or 10, not {d['test_crops']}")
+    if d["test_crops"] not in TEST_CROPS:  # checked before the statistics pass; the rest with the transforms
+        raise UserError(f"test crops must be one of {TEST_CROPS}, not {d['test_crops']}")
     check_schedule(plan["schedule"])
     bs = plan["optim"]["batch_size"]
     if not isinstance(bs, int) or bs < 1:
