@@ -57,17 +57,22 @@ class ResidentSplit:
         """Batches of one epoch from ``start_batch``: training views (crops=0)
         or test views; with ``world`` > 1, rank ``rank``'s share of each."""
         order = EpochOrder(len(self), shuffle=shuffle, seed=seed, epoch=epoch, start=start_batch * batch_size)
+        # the epoch's order and seeds go to the device once: no host work per batch
+        items = list(order)
+        indices = torch.tensor([i for i, _ in items], dtype=torch.long, device=self.device)
+        seeds = torch.tensor([s for _, s in items], dtype=torch.long, device=self.device)
+        skips = not all(self.valid)
+        valid = torch.tensor(self.valid, device=self.device)
         s = transforms.size
-        for share in order.batches(batch_size, rank, world):
-            chunk = [(i, seed) for i, seed in share if self.valid[i]]
-            if not chunk:
+        for b in range(0, len(items), batch_size):
+            idx, sd = indices[b : b + batch_size][rank::world], seeds[b : b + batch_size][rank::world]
+            if skips:  # leave out the images that did not decode
+                keep = valid[idx]
+                idx, sd = idx[keep], sd[keep]
+            if not len(idx):
                 shape = (0, 3, s, s) if crops == 0 else (0, crops, 3, s, s)
                 yield Batch(torch.empty(shape, device=self.device), torch.empty(0, dtype=torch.long, device=self.device), [])
                 continue
-            idx = torch.tensor([i for i, _ in chunk], device=self.device)
             imgs = self.images[idx]
-            if crops == 0:
-                x = transforms.train(imgs, [seed for _, seed in chunk])
-            else:
-                x = transforms.test(imgs, crops)
+            x = transforms.train(imgs, sd) if crops == 0 else transforms.test(imgs, crops)
             yield Batch(x, self.labels[idx], [])
