@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .errors import Interrupted, UserError
 from .evaluate import VIEWS
+from .step import MODES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +30,16 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def _compile(text: str) -> bool | str:
+    """--compile: a boolean, or one of the step modes (step.py)."""
+    if text in MODES:
+        return text
+    try:
+        return _bool(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}") from None
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -57,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--loader", default="auto", choices=("auto", "resident", "stream", "workers"),
                    help="resident: decode once, keep on the device; stream: decode a packed store on the device batch by batch;"
                    " workers: decode on the CPU every epoch (default: auto)")
-    t.add_argument("--compile", type=_bool, metavar="BOOL", help="torch.compile the model (default: true on a GPU, false on the CPU)")
+    t.add_argument("--compile", type=_compile, metavar="MODE",
+                   help="how the training step runs: true, false, or eager, default (the compiled network),"
+                   " reduce-overhead (the whole step as CUDA graphs) (default: on a GPU reduce-overhead with"
+                   " resident data, else default; on the CPU eager)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
     t.add_argument("--init-from", metavar="CHECKPOINT", help="start from a trained network's weights (VGG: a trained configuration A)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

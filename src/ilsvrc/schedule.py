@@ -22,6 +22,7 @@ import math
 import torch
 
 from .errors import UserError
+from .step import set_lr
 
 KINDS = ("plateau", "steps", "exponential")
 NEEDS = {"plateau": ("factor", "patience", "max_reductions", "epochs"), "steps": ("factor", "milestones", "iterations"),
@@ -54,6 +55,7 @@ class Schedule:
         self.bad_epochs = 0  # plateau: epochs since the best
         self.epoch = 0
         self.step_count = 0
+        self._applied = None  # the learning rate last written to the optimizer
         self._apply()
 
     def epochs(self, steps_per_epoch: int) -> int:
@@ -78,8 +80,12 @@ class Schedule:
         return self.base * t["factor"] ** (self.epoch // t["every"])
 
     def _apply(self) -> None:
-        for group in self.opt.param_groups:
-            group["lr"] = self.lr()
+        """Write the learning rate to the optimizer when it changes (a tensor
+        learning rate is written in place: a kernel launch on a GPU)."""
+        lr = self.lr()
+        if lr != self._applied:
+            set_lr(self.opt, lr)
+            self._applied = lr
 
     def after_step(self, step: int) -> None:
         """Called after optimizer step number ``step`` (1-based)."""
@@ -112,4 +118,5 @@ class Schedule:
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+        self._applied = None
         self._apply()

@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpts
@@ -39,13 +38,14 @@ from .data.folders import open_dataset, warn_skipped
 from .data.sources import KINDS, source
 from .data.stats import Stats, load_or_compute
 from .data.transforms import TEST_CROPS, PaperTransforms
-from .device import autocast, default_workers, pick_device
+from .device import default_workers, pick_device
 from .distributed import join, leave
 from .errors import Interrupted, UserError
-from .evaluate import count_errors, evaluate_model
+from .evaluate import evaluate_model
 from .models import build
 from .schedule import Schedule
 from .schedule import check as check_schedule
+from .step import TrainStep, pick_mode
 
 # Settings that may change when a run is resumed: how long it goes on.
 RESUMABLE = {"epochs", "iterations"}
@@ -94,19 +94,6 @@ def _transforms(stats: Stats, data: dict) -> PaperTransforms:
         return PaperTransforms.from_recipe(stats, data)
     except ValueError as e:
         raise UserError(str(e)) from None
-
-
-def _loss(outputs, y: torch.Tensor, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed loss, main logits): cross-entropy of the class scores, plus
-    ``aux_weight`` times that of each auxiliary classifier (GoogLeNet Sec. 5)."""
-    if isinstance(outputs, (tuple, list)):
-        logits, *aux = outputs
-    else:
-        logits, aux = outputs, []
-    loss = F.cross_entropy(logits.float(), y, reduction="sum")
-    for a in aux:
-        loss = loss + aux_weight * F.cross_entropy(a.float(), y, reduction="sum")
-    return loss, logits
 
 
 def _init_from(model: torch.nn.Module, path, network: str) -> None:
@@ -174,8 +161,11 @@ def train(
     ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
     stops after that many optimizer steps in all. ``data_loader`` is where
     batches come from: "resident", "stream", "workers" or "auto" (see
-    ``data/sources.py``). ``compile``: torch.compile the training step
-    (default: on a GPU, not on the CPU). ``until_top1_error``: stop after the
+    ``data/sources.py``). ``compile``: how the training step runs
+    (``step.py``): None picks (on a GPU, the whole step captured as CUDA
+    graphs when the data is resident, else the compiled network; eager on
+    the CPU), False is eager, True the best compiled mode, or a mode name
+    ("eager", "default", "reduce-overhead"). ``until_top1_error``: stop after the
     first validation whose top-1 error (percent) is at most this. ``model``:
     another network of the recipe than its default (``resnet-110`` for
     ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
@@ -217,6 +207,7 @@ def train(
         dev = torch.device("cuda", world.local_rank)
     main = world.main
     progress = progress and main
+    pick_mode(compile, dev, False, world.distributed)  # a bad compile setting is reported before any work
     workers = default_workers(workers)
     d, o, s = plan["data"], plan["optim"], plan["schedule"]
     bs = o["batch_size"]  # the global batch: each rank takes every world.size-th image of it
@@ -258,14 +249,14 @@ def train(
     net = model
     if world.distributed:  # gradients averaged over the ranks; rank 0's weights to start
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if dev.type == "cuda" if compile is None else compile:  # on by default on a GPU
-        net = torch.compile(net)
 
     try:
         batches = source(data_loader, dataset, transforms, dev, bs, seed=seed, test_crops=d["test_crops"],
                          workers=workers, progress=progress, rank=world.rank, world=world.size)
     except ValueError as e:
         raise UserError(str(e)) from None
+    # CUDA graphs where the batches are already on the device (step.py)
+    train_step = TrainStep(net, opt, aux_weight, dev, pick_mode(compile, dev, batches.kind == "resident", world.distributed))
 
     writer = None
     if main:
@@ -307,7 +298,7 @@ def train(
             "train_error": 100.0 * sums["errors"] / n,
             "val_top1_error": val["top1_error"],
             "val_top5_error": val["top5_error"],
-            "lr": opt.param_groups[0]["lr"],
+            "lr": sched.lr(),
             "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
             "epoch_time_s": sums["seconds"],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -343,41 +334,40 @@ def train(
                 net.train()
                 bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{epochs}",
                            unit="step", disable=not progress, leave=False)
-                # Loss, errors and images stay on the device; they are read every LOG_EVERY steps.
-                totals = torch.zeros(3, dtype=torch.float64, device=dev)
+                # Loss and errors stay on the device; they are read every LOG_EVERY steps.
+                totals = torch.zeros(2, dtype=torch.float64, device=dev)
+                images = 0  # this process's images since the last fold
                 tick = time.perf_counter()
 
                 def fold() -> None:
                     """Move the device-side sums (of all ranks) and the elapsed time into ``sums``."""
-                    nonlocal tick
+                    nonlocal tick, images
                     now = time.perf_counter()
-                    loss, errors, images = world.sum(totals).tolist()
-                    if images:
-                        sched.after_interval(100.0 * errors / images)  # the end of a warm-up
+                    counts = torch.cat((totals, torch.tensor([images], dtype=torch.float64, device=dev)))
+                    loss, errors, seen = world.sum(counts).tolist()
+                    if seen:
+                        sched.after_interval(100.0 * errors / seen)  # the end of a warm-up
                     sums["seconds"] += now - tick
                     sums["loss"] += loss
                     sums["errors"] += int(errors)
-                    sums["images"] += int(images)
+                    sums["images"] += int(seen)
                     totals.zero_()
-                    tick = now
+                    images, tick = 0, now
 
                 for batch in batches.train(epoch, position):
                     warn_skipped(batch.skipped)
-                    if len(batch.labels) or world.distributed:  # every rank joins every gradient exchange
+                    n = len(batch.labels)
+                    if n or world.distributed:  # every rank joins every gradient exchange
                         x = batch.images.to(dev, non_blocking=True)
                         y = batch.labels.to(dev, non_blocking=True)
                         if dev.type == "cuda":
                             x = x.contiguous(memory_format=torch.channels_last)
-                        count = torch.tensor(float(len(y)), device=dev)
-                        # the mean over the global batch: DDP averages over ranks, hence * world.size
-                        scale = world.size / world.sum(count.clone()).clamp(min=1)
-                        with autocast(dev):
-                            loss, logits = _loss(net(x), y, aux_weight)
-                        opt.zero_grad(set_to_none=True)
-                        (loss * scale).backward()
-                        opt.step()
-                        errors = count_errors(logits.detach(), y, k=1)[0] if len(y) else 0
-                        totals += torch.stack([loss.detach().double(), torch.as_tensor(errors, device=dev).double(), count.double()])
+                        if world.distributed:  # the mean over the global batch: DDP averages over ranks, hence * world.size
+                            scale = world.size / world.sum(torch.tensor(float(n), device=dev)).clamp(min=1)
+                        else:
+                            scale = 1.0 / n
+                        totals += train_step(x, y, scale)
+                        images += n
                     position += 1
                     step += 1
                     sched.after_step(step)
