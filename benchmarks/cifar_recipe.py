@@ -49,6 +49,7 @@ from tqdm import tqdm
 import ilsvrc
 from ilsvrc import recipes
 from ilsvrc.models import build
+from ilsvrc.step import parse_compile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import REPO, machine, resolve_device, sync, write_json  # noqa: E402
@@ -126,7 +127,7 @@ def stock(data: Path, iterations: int, device: torch.device, workers: int, seed:
 
 
 def ours(data: Path, iterations: int, device: torch.device, workers: int, seed: int, progress: bool,
-         compile: bool | None) -> dict:
+         compile: bool | str | None) -> dict:
     """``ilsvrc.train`` on the recipe: images/s, wall seconds, final test error."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -146,8 +147,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--workers", type=int, default=8, help="stock DataLoader workers (default: 8, as measured in the issue)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", type=lambda v: v.lower() in ("1", "true", "yes"), default=None,
-                   help="torch.compile on the ilsvrc side (default: on a GPU)")
+    p.add_argument("--compile", type=parse_compile, default=None, metavar="MODE",
+                   help="ilsvrc's step: true, false, eager, default or reduce-overhead (default: as ilsvrc train picks:"
+                   " reduce-overhead on a GPU)")
     p.add_argument("--only", choices=("stock", "ilsvrc"), help="run one side only")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--no-progress", action="store_true")

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .errors import Interrupted, UserError
 from .evaluate import VIEWS
-from .step import MODES
+from .step import parse_compile
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,12 +34,10 @@ def _bool(text: str) -> bool:
 
 def _compile(text: str) -> bool | str:
     """--compile: a boolean, or one of the step modes (step.py)."""
-    if text in MODES:
-        return text
     try:
-        return _bool(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}") from None
+        return parse_compile(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _common(p: argparse.ArgumentParser) -> None:

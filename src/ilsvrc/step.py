@@ -34,6 +34,17 @@ MODES = ("eager", "default", "reduce-overhead")
 BACKEND = "inductor"  # torch.compile's backend for the compiled modes
 
 
+def parse_compile(text: str) -> bool | str:
+    """A compile setting from the command line: a boolean or a mode name."""
+    if text in MODES:
+        return text
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}")
+
+
 def pick_mode(compile: bool | str | None, device: torch.device, resident: bool, distributed: bool) -> str:
     """The step mode for ``compile`` (None: automatic; True: the best compiled
     mode for this run; False: eager; or a mode name)."""
