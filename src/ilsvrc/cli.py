@@ -124,6 +124,22 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="every model with its parameter count, paper and recipe")
     m.add_argument("--json", action="store_true", help="print the list as JSON")
 
+    r = sub.add_parser("experiment", help="re-run a paper's experiment: its networks, figures and tables (ilsvrc report shows them)")
+    r.add_argument("name", help="experiment name; --list shows them", nargs="?")
+    r.add_argument("--list", action="store_true", help="list the experiments and exit")
+    r.add_argument("--data", help="ImageFolder root (default: $ILSVRC_DATA/cifar10 or /imagenette, as the experiment needs)")
+    r.add_argument("--budget", default="quick", choices=("quick", "paper"),
+                   help="quick: small sizes, minutes on a CPU; paper: the paper's recipe, for a GPU (default: quick)")
+    r.add_argument("--out", help="output folder (default: experiments/NAME-BUDGET); run again to resume")
+    r.add_argument("--checkpoint", help="alexnet-fig3, alexnet-fig4: a trained AlexNet (.pt or run directory) instead of training one")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--workers", type=int, default=None)
+    r.add_argument("--no-progress", action="store_true")
+
+    o = sub.add_parser("report", help="a Markdown and HTML page of experiment results beside the papers' numbers")
+    o.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by ilsvrc experiment")
+    o.add_argument("--out", required=True, help="folder for report.md, report.html and figures/")
+
     s = sub.add_parser("stats", help="compute (or show the cached) mean image and RGB eigenvectors of a training set")
     s.add_argument("data", help="ImageFolder root with train/")
     s.add_argument("--recipe", default="alexnet", help="recipe whose rescaled size to use (default: alexnet)")
@@ -250,6 +266,33 @@ def _pack(a) -> int:
     return 0
 
 
+def _experiment(a) -> int:
+    from . import experiments
+
+    if a.list or not a.name:
+        for name in experiments.names():
+            print(f"{name:18s} {experiments.plan(name)['title']}")
+        return 0
+    command = "ilsvrc " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ilsvrc") else None
+    path = experiments.run(a.name, a.data, a.out, budget=a.budget, device=a.device, progress=not a.no_progress,
+                           workers=a.workers, checkpoint=a.checkpoint, command=command)
+    record = json.loads(path.read_text())
+    print(f"{a.name} ({a.budget}) in {record['duration_s']:.0f} s on {record['device']}: {path}")
+    for c in record["comparisons"]:
+        measured = "not measured" if c["measured"] is None else f"{c['measured']:g}{c['unit']}"
+        print(f"  {c['what']}: {measured} (paper {c['paper']:g}{c['unit']})")
+    print(f"see it: ilsvrc report {path.parent} --out REPORT_DIR")
+    return 0
+
+
+def _report(a) -> int:
+    from .report import report
+
+    paths = report(a.runs, a.out)
+    print(f"{paths['markdown']}\n{paths['html']}")
+    return 0
+
+
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"warning: {message}\n"
 
@@ -258,7 +301,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
     command = {"train": _train, "eval": _eval, "predict": _predict, "pack": _pack, "stats": _stats,
-               "models": _models, "export": _export}[args.command]
+               "models": _models, "export": _export, "experiment": _experiment, "report": _report}[args.command]
     try:
         return command(args)
     except UserError as e:
