@@ -21,14 +21,13 @@ variants, learning rates). Running an experiment again with the same ``out``
 resumes its unfinished runs and reuses finished ones.
 """
 
+import copy
 import json
 import os
 import platform
-import sys
 import time
 from datetime import datetime, timezone
-from functools import cache
-from importlib import import_module, resources
+from importlib import import_module
 from pathlib import Path
 
 import torch
@@ -38,30 +37,21 @@ from tqdm import tqdm
 from .. import __version__
 from ..data.folders import HELD_OUT
 from ..errors import UserError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from ..recipes import read_toml, toml_names
 
 BUDGETS = ("quick", "paper")
 
 
 def names() -> list[str]:
     """The experiments ``run`` knows."""
-    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".toml"))
-
-
-@cache
-def _read(name: str) -> dict:
-    return tomllib.loads(resources.files(__name__).joinpath(f"{name}.toml").read_text())
+    return toml_names(__name__)
 
 
 def plan(name: str) -> dict:
     """Experiment ``name``'s plan (its TOML file) as a dict."""
     if name not in names():
         raise UserError(f"unknown experiment {name!r}; known experiments: {', '.join(names())}")
-    return json.loads(json.dumps(_read(name)))  # a fresh copy
+    return copy.deepcopy(read_toml(__name__, name))
 
 
 def default_data(dataset: str) -> Path:

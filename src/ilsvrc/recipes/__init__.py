@@ -59,21 +59,27 @@ else:  # pragma: no cover
 from ..errors import UserError
 
 
-def names() -> list[str]:
-    """The recipe names that ``load`` accepts."""
-    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".toml"))
+def toml_names(package: str) -> list[str]:
+    """The TOML files of ``package``, by name without ".toml" (recipes, experiment plans)."""
+    return sorted(p.name[:-5] for p in resources.files(package).iterdir() if p.name.endswith(".toml"))
 
 
 @cache
-def _read(name: str) -> dict:
-    return tomllib.loads(resources.files(__name__).joinpath(f"{name}.toml").read_text())
+def read_toml(package: str, name: str) -> dict:
+    """``package``'s ``name``.toml, parsed once (callers copy before changing it)."""
+    return tomllib.loads(resources.files(package).joinpath(f"{name}.toml").read_text())
+
+
+def names() -> list[str]:
+    """The recipe names that ``load`` accepts."""
+    return toml_names(__name__)
 
 
 def load(name: str) -> dict:
     """The recipe ``name`` as a fresh dict of tables (model, data, optim, schedule)."""
     if name not in names():
         raise UserError(f"unknown recipe {name!r}; known recipes: {', '.join(names())}")
-    return copy.deepcopy(_read(name))
+    return copy.deepcopy(read_toml(__name__, name))
 
 
 TABLES = ("model", "data", "optim", "schedule")
