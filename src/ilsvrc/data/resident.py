@@ -61,12 +61,11 @@ class ResidentSplit:
         items = list(order)
         indices = torch.tensor([i for i, _ in items], dtype=torch.long, device=self.device)
         seeds = torch.tensor([s for _, s in items], dtype=torch.long, device=self.device)
-        skips = not all(self.valid)
-        valid = torch.tensor(self.valid, device=self.device)
+        valid = None if all(self.valid) else torch.tensor(self.valid, device=self.device)
         s = transforms.size
         for b in range(0, len(items), batch_size):
             idx, sd = indices[b : b + batch_size][rank::world], seeds[b : b + batch_size][rank::world]
-            if skips:  # leave out the images that did not decode
+            if valid is not None:  # leave out the images that did not decode
                 keep = valid[idx]
                 idx, sd = idx[keep], sd[keep]
             if not len(idx):

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.folders import HELD_OUT
+from ..device import pick_device
 from ..errors import UserError
 from ..recipes import read_toml, toml_names
 
@@ -67,10 +68,11 @@ def default_data(dataset: str) -> Path:
 
 def device_name(device: str) -> str:
     """The device in words, for the record."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    dev = pick_device(device)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"CPU ({platform.machine()}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU ({platform.machine()}, {cores} cores)"
 
 
 def subset(data: Path, out: Path, per_class: list[int]) -> Path:
