@@ -1,41 +1,61 @@
-"""One optimizer step (forward, loss, backward, update), eager or compiled.
+"""One optimizer step (batch, forward, loss, backward, update), three ways.
 
 Small networks at the papers' small batches (the CIFAR ResNets at 128, the
-AlexNet Figure 1 network) are bound by kernel launches, not arithmetic: each
-step is a few hundred tiny kernels. On a GPU with device-resident data the
-trainer therefore compiles the whole step with
-``torch.compile(mode="reduce-overhead")``, which records the forward and
-backward pass and the SGD update as CUDA graphs and replays them, one launch
-each. Three things keep a captured step exact:
+AlexNet Figure 1 network) are bound by the host, not the GPU: a step is a
+few hundred tiny kernels, and launching them takes longer than running
+them. So on a GPU the trainer runs the whole step as one CUDA graph:
+
+- ``graph`` (``WholeStep``): one function does everything a step does: it
+  assembles the batch (on resident data, from the epoch's order and draws
+  made in one go at the epoch's start and a step counter on the device,
+  ``data/resident.py``; else from static input buffers the batch is copied
+  into), runs the network and its gradient with ``torch.func`` (so that the
+  backward pass is part of the same traced function, with no autograd
+  engine and no per-parameter work between the passes), applies
+  ``torch.optim``'s functional SGD update (weight decay, momentum, the
+  learning rate read from a device tensor), and adds the loss and error
+  counts to device-side sums. ``torch.compile(fullgraph=True)`` traces it
+  into one graph (a graph break is an error, and a test checks there is
+  none), and on a GPU the compiled step is captured with
+  ``torch.cuda.graph`` after one warm-up step for each batch shape and
+  replayed: one launch per step. On the CPU the same compiled function runs
+  without capture, which the tests compare with the eager step.
+- ``default`` (``TrainStep``): the network compiled, the step around it
+  eager; the choice under DDP (whose gradient hooks need the autograd
+  engine).
+- ``eager`` (``TrainStep``): plain PyTorch; the CPU's default.
+
+Three things keep a captured step exact and its graph valid:
 
 - the learning rate is a 0-d tensor on the device that the schedule writes
-  into (``set_lr``); a float would be baked into the graph, and changing it
-  would recompile;
+  in place (``set_lr``), only when it changes; a float would be baked into
+  the graph;
 - the momentum buffers exist before the first step (zeros, which is what
-  SGD's first step amounts to), so the update has one code path and its
-  state is not allocated inside a graph;
-- shapes are static (``dynamic=False``): a run has at most two batch shapes
-  (full batches and the epoch's last, shorter one) and each gets its own graph.
-
-Modes (``MODES``): ``eager``; ``default`` (``torch.compile`` of the network,
-the choice under DDP or with data streamed from the host); ``reduce-overhead``
-(the whole step, CUDA graphs on a GPU; on the CPU the same compiled step
-without graphs, which the tests use to check it against the eager step).
+  SGD's first step amounts to), so the update has one code path;
+- every tensor the graph touches keeps its address: parameters, buffers,
+  momentum, the sums and the epoch's tables are written in place, never
+  replaced (a checkpoint is loaded before the first step, and the epoch's
+  tables are refilled, not reallocated).
 """
+
+import warnings
 
 import torch
 from torch.nn import functional as F
+from torch.optim.sgd import sgd as sgd_update  # torch.optim's functional SGD: the update SGD.step makes
 
 from .device import autocast
 from .errors import UserError
 from .evaluate import count_errors
 
-MODES = ("eager", "default", "reduce-overhead")
+MODES = ("eager", "default", "graph")
+ALIASES = {"reduce-overhead": "graph"}  # the name of the CUDA-graph mode before the whole step was one graph
 BACKEND = "inductor"  # torch.compile's backend for the compiled modes
 
 
 def parse_compile(text: str) -> bool | str:
     """A compile setting from the command line: a boolean or a mode name."""
+    text = ALIASES.get(text, text)
     if text in MODES:
         return text
     if text.lower() in ("1", "true", "yes", "on"):
@@ -45,18 +65,19 @@ def parse_compile(text: str) -> bool | str:
     raise ValueError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}")
 
 
-def pick_mode(compile: bool | str | None, device: torch.device, resident: bool, distributed: bool) -> str:
+def pick_mode(compile: bool | str | None, device: torch.device, distributed: bool) -> str:
     """The step mode for ``compile`` (None: automatic; True: the best compiled
     mode for this run; False: eager; or a mode name)."""
     if isinstance(compile, str):
+        compile = ALIASES.get(compile, compile)
         if compile not in MODES:
             raise UserError(f"compile must be true, false or one of {', '.join(MODES)}, not {compile!r}")
-        if compile == "reduce-overhead" and distributed:
-            raise UserError("compile mode reduce-overhead captures one process's step; under torchrun use default")
+        if compile == "graph" and distributed:
+            raise UserError("compile mode graph captures one process's step; under torchrun use default")
         return compile
     if compile is False or (compile is None and device.type != "cuda"):
         return "eager"
-    return "reduce-overhead" if resident and not distributed and device.type == "cuda" else "default"
+    return "default" if distributed else "graph"
 
 
 def loss_and_logits(outputs, y: torch.Tensor, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,12 +93,18 @@ def loss_and_logits(outputs, y: torch.Tensor, aux_weight: float) -> tuple[torch.
     return loss, logits
 
 
+def batch_totals(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(summed loss, top-1 errors) of a batch, float64, for the running sums."""
+    return torch.stack((loss.detach(), count_errors(logits.detach(), y, k=1)[0])).double()
+
+
 def hold_lr(opt: torch.optim.Optimizer, as_tensor: bool, device: torch.device) -> None:
-    """Make each group's learning rate a 0-d float32 tensor on ``device``
-    (for a captured step), or a plain float."""
+    """Make each group's learning rate a 0-d tensor on ``device`` in its
+    parameters' dtype (for a captured step), or a plain float."""
     for group in opt.param_groups:
         lr = float(group["lr"])
-        group["lr"] = torch.tensor(lr, dtype=torch.float32, device=device) if as_tensor else lr
+        dtype = group["params"][0].dtype if group["params"] else torch.float32
+        group["lr"] = torch.tensor(lr, dtype=dtype, device=device) if as_tensor else lr
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -105,34 +132,128 @@ def start_momentum(opt: torch.optim.SGD) -> None:
 class TrainStep:
     """``step(x, y, scale)``: one SGD step on batch ``(x, y)`` with the loss
     summed over the batch times ``scale`` (1 / the global batch size, times
-    the number of processes under DDP); returns the summed loss and the
-    number of top-1 errors as one float64 device tensor of two, for the
-    caller to add up (read from the device only now and then)."""
+    the number of processes under DDP). The summed loss and the number of
+    top-1 errors are added to ``totals`` (float64, on the device), which the
+    caller reads now and then and zeroes."""
 
     def __init__(self, net: torch.nn.Module, opt: torch.optim.Optimizer, aux_weight: float, device: torch.device,
                  mode: str = "eager", backend=None):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if mode not in ("eager", "default"):
+            raise ValueError(f"TrainStep runs the eager and default modes, not {mode!r} (WholeStep: graph)")
         self.net, self.opt, self.aux_weight, self.device, self.mode = net, opt, aux_weight, device, mode
-        backend = backend or BACKEND
-        hold_lr(opt, mode == "reduce-overhead", device)
-        if mode == "reduce-overhead":
-            start_momentum(opt)
-            self._run = torch.compile(self._step, mode=mode, dynamic=False, backend=backend)
-        else:
-            if mode == "default":
-                self.net = torch.compile(net, backend=backend)
-            self._run = self._step
+        self.totals = torch.zeros(2, dtype=torch.float64, device=device)
+        hold_lr(opt, False, device)
+        if mode == "default":
+            self.net = torch.compile(net, backend=backend or BACKEND)
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, scale) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, scale) -> None:
         with autocast(self.device):
             loss, logits = loss_and_logits(self.net(x), y, self.aux_weight)
         (loss * scale).backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        return torch.stack((loss.detach(), count_errors(logits.detach(), y, k=1)[0])).double()
+        self.totals += batch_totals(loss, logits, y)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, scale) -> torch.Tensor:
-        if self.mode == "reduce-overhead" and self.device.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs have been read
-        return self._run(x, y, scale)
+
+class WholeStep:
+    """The whole SGD step as one compiled function, replayed on a GPU as one
+    CUDA graph per batch shape (see the module's docstring).
+
+    ``next(n)`` takes the next step on the ``n`` images that ``feed`` (a
+    ``data.resident.ResidentFeed``) assembles inside the step; without a
+    feed, ``step(x, y, scale)`` takes one on a batch that is already on the
+    device (copied into static buffers first). ``totals`` as ``TrainStep``'s.
+    ``capture``: record and replay CUDA graphs (default: on a GPU).
+    """
+
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.SGD, aux_weight: float, device: torch.device,
+                 feed=None, backend=None, capture: bool | None = None):
+        if len(opt.param_groups) != 1:
+            raise ValueError("the whole step takes an optimizer with one parameter group")
+        self.model, self.opt, self.aux_weight, self.device, self.feed = model, opt, aux_weight, device, feed
+        self.capture = device.type == "cuda" if capture is None else capture
+        hold_lr(opt, True, device)
+        start_momentum(opt)
+        group = opt.param_groups[0]
+        self.hyper = {k: group[k] for k in ("weight_decay", "momentum", "dampening", "nesterov", "maximize")}
+        self.lr = group["lr"]  # the device tensor that set_lr writes in place
+        self.params = dict(model.named_parameters())
+        self.buffers = dict(model.named_buffers())
+        self.momentum = [opt.state[p]["momentum_buffer"] for p in self.params.values()] if group["momentum"] else []
+        self.totals = torch.zeros(2, dtype=torch.float64, device=device)
+        self.backend = backend or BACKEND
+        self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False, backend=self.backend)
+        self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # static batches by size (no feed)
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._warm: set[int] = set()
+        self._pool = None
+
+    def _loss(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, scale: float):
+        with autocast(self.device):
+            outputs = torch.func.functional_call(self.model, (params, buffers), (x,))
+        loss, logits = loss_and_logits(outputs, y, self.aux_weight)
+        return loss * scale, (loss.detach(), logits.detach())
+
+    def _step(self, n: int, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
+        """The step itself: what is traced, compiled and captured."""
+        if x is None:
+            x, y = self.feed.batch(n)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        grads, (loss, logits) = torch.func.grad(self._loss, has_aux=True)(self.params, self.buffers, x, y, 1.0 / n)
+        with torch.no_grad():
+            sgd_update(list(self.params.values()), [grads[k] for k in self.params], self.momentum or
+                                [None] * len(self.params), foreach=True, lr=self.lr, has_sparse_grad=False, **self.hyper)
+            self.totals += batch_totals(loss, logits, y)
+
+    def next(self, n: int) -> None:
+        """The next step of the feed's epoch, on its next ``n`` images."""
+        self._run(n)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, scale) -> None:
+        n = len(y)
+        if abs(scale * n - 1.0) > 1e-12:
+            raise ValueError("the whole step averages over its own batch (scale 1 / n)")
+        if not self.capture:
+            return self._compiled(n, x, y)
+        if n not in self._inputs:
+            self._inputs[n] = (torch.empty_like(x), torch.empty_like(y))
+        sx, sy = self._inputs[n]
+        sx.copy_(x)
+        sy.copy_(y)
+        self._run(n, sx, sy)
+
+    def _run(self, n: int, x=None, y=None) -> None:
+        if not self.capture:
+            return self._compiled(n, x, y)
+        graph = self._graphs.get(n)
+        if graph is not None:
+            return graph.replay()
+        if n not in self._warm:
+            # The first step of each shape runs uncaptured, on a side stream as
+            # PyTorch's whole-network capture does: it compiles, lets cuDNN and
+            # Triton pick their kernels, and is a real step of the run.
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._compiled(n, x, y)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self._warm.add(n)
+            return
+        graph = torch.cuda.CUDAGraph()
+        self._pool = self._pool or torch.cuda.graph_pool_handle()  # the shapes' graphs never run at once: one pool
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                self._compiled(n, x, y)
+        except RuntimeError as e:  # a capture that fails executes nothing: run the step as it is
+            warnings.warn(f"the training step could not be captured as a CUDA graph ({str(e).splitlines()[0]}); "
+                          "it runs uncaptured, slower")
+            self.capture = False
+            return self._compiled(n, x, y)
+        self._graphs[n] = graph
+        graph.replay()
+
+    @property
+    def graphs(self) -> int:
+        """CUDA graphs captured so far (one per batch shape)."""
+        return len(self._graphs)

@@ -45,7 +45,7 @@ from .evaluate import evaluate_model
 from .models import build
 from .schedule import Schedule
 from .schedule import check as check_schedule
-from .step import TrainStep, pick_mode
+from .step import TrainStep, WholeStep, pick_mode
 
 # Settings that may change when a run is resumed: how long it goes on.
 RESUMABLE = {"epochs", "iterations"}
@@ -165,7 +165,7 @@ def train(
     (``step.py``): None picks (on a GPU, the whole step captured as CUDA
     graphs when the data is resident, else the compiled network; eager on
     the CPU), False is eager, True the best compiled mode, or a mode name
-    ("eager", "default", "reduce-overhead"). ``until_top1_error``: stop after the
+    ("eager", "default", "graph"). ``until_top1_error``: stop after the
     first validation whose top-1 error (percent) is at most this. ``model``:
     another network of the recipe than its default (``resnet-110`` for
     ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
@@ -207,7 +207,7 @@ def train(
         dev = torch.device("cuda", world.local_rank)
     main = world.main
     progress = progress and main
-    pick_mode(compile, dev, False, world.distributed)  # a bad compile setting is reported before any work
+    mode = pick_mode(compile, dev, world.distributed)  # a bad compile setting is reported before any work
     workers = default_workers(workers)
     d, o, s = plan["data"], plan["optim"], plan["schedule"]
     bs = o["batch_size"]  # the global batch: each rank takes every world.size-th image of it
@@ -255,8 +255,36 @@ def train(
                          workers=workers, progress=progress, rank=world.rank, world=world.size)
     except ValueError as e:
         raise UserError(str(e)) from None
-    # CUDA graphs where the batches are already on the device (step.py)
-    train_step = TrainStep(net, opt, aux_weight, dev, pick_mode(compile, dev, batches.kind == "resident", world.distributed))
+    # on a GPU the whole step as one CUDA graph, its batches made inside it where the data is resident (step.py)
+    if mode == "graph":
+        train_step = WholeStep(model, opt, aux_weight, dev, feed=batches.feed)
+    else:
+        train_step = TrainStep(net, opt, aux_weight, dev, mode)
+    feed = train_step.feed if mode == "graph" else None
+
+    def take_steps(epoch: int, position: int):
+        """Runs the epoch's steps from batch ``position`` on; yields each one's number of images."""
+        if feed is not None:  # the batches are made inside the step: nothing per step here
+            feed.start(epoch, position)
+            for b in range(position, steps_per_epoch):
+                n = feed.size(b)
+                train_step.next(n)
+                yield n
+            return
+        for batch in batches.train(epoch, position):
+            warn_skipped(batch.skipped)
+            n = len(batch.labels)
+            if n or world.distributed:  # every rank joins every gradient exchange
+                x = batch.images.to(dev, non_blocking=True)
+                y = batch.labels.to(dev, non_blocking=True)
+                if dev.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                if world.distributed:  # the mean over the global batch: DDP averages over ranks, hence * world.size
+                    scale = world.size / world.sum(torch.tensor(float(n), device=dev)).clamp(min=1)
+                else:
+                    scale = 1.0 / n
+                train_step(x, y, scale)
+            yield n
 
     writer = None
     if main:
@@ -335,7 +363,8 @@ def train(
                 bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{epochs}",
                            unit="step", disable=not progress, leave=False)
                 # Loss and errors stay on the device; they are read every LOG_EVERY steps.
-                totals = torch.zeros(2, dtype=torch.float64, device=dev)
+                totals = train_step.totals
+                totals.zero_()
                 images = 0  # this process's images since the last fold
                 tick = time.perf_counter()
 
@@ -354,20 +383,8 @@ def train(
                     totals.zero_()
                     images, tick = 0, now
 
-                for batch in batches.train(epoch, position):
-                    warn_skipped(batch.skipped)
-                    n = len(batch.labels)
-                    if n or world.distributed:  # every rank joins every gradient exchange
-                        x = batch.images.to(dev, non_blocking=True)
-                        y = batch.labels.to(dev, non_blocking=True)
-                        if dev.type == "cuda":
-                            x = x.contiguous(memory_format=torch.channels_last)
-                        if world.distributed:  # the mean over the global batch: DDP averages over ranks, hence * world.size
-                            scale = world.size / world.sum(torch.tensor(float(n), device=dev)).clamp(min=1)
-                        else:
-                            scale = 1.0 / n
-                        totals += train_step(x, y, scale)
-                        images += n
+                for n in take_steps(epoch, position):
+                    images += n
                     position += 1
                     step += 1
                     sched.after_step(step)

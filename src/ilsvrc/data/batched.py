@@ -61,26 +61,48 @@ class BatchTransforms:
         x = src[b, :, r, c].permute(0, 3, 1, 2).float()  # (B, 3, S, S), channels_last in memory
         return x if mean is None else x - mean[:, r, c].permute(1, 0, 2, 3)
 
+    @property
+    def fixed_windows(self) -> bool:
+        """Whether every training window is an S x S window of the (padded)
+        square with no photometric change: the views that ``draws`` and
+        ``views`` make for whole batches, inside a captured step too."""
+        return not (self.reference.resizes or self.reference.photometric)
+
+    def draws(self, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The draws of fixed-size windows for images with ``seeds`` (int64,
+        on the device), as ``PaperTransforms.draw`` makes them: window tops
+        and lefts in padded coordinates, reflections, and the PCA lighting
+        offsets (B, 3) in 0-255 units (zeros without lighting)."""
+        ref = self.reference
+        u = uniforms(seeds)
+        room = ref.stats.size + 2 * ref.padding - self.size + 1
+        tops, lefts = starts(u[:, U_TOP], room), starts(u[:, U_LEFT], room)
+        flips = (u[:, U_FLIP] < 0.5) & ref.flip
+        alphas = normals(u[:, U_NORMAL : U_NORMAL + 4]).float() * ref.pca_lighting  # (B, 3)
+        offsets = 255.0 * (alphas * self.eigval) @ self.eigvec.T  # row i: P (a_i * l)
+        return tops, lefts, flips, offsets
+
+    def views(self, imgs: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor,
+              offsets: torch.Tensor, gather: bool | None = None) -> torch.Tensor:
+        """(B, 3, S, S) float training views of uint8 ``imgs`` under ``draws``:
+        the window of the padded image minus that of the padded mean,
+        reflected, plus the lighting offset."""
+        p = self.reference.padding
+        if p:
+            imgs = F.pad(imgs, (p, p, p, p))
+        x = self._crop(imgs, self.mean, tops, lefts, flips, gather)
+        if self.reference.pca_lighting:
+            x = x + offsets[:, :, None, None]
+        return x
+
     def train(self, imgs: torch.Tensor, seeds) -> torch.Tensor:
         """(B, 3, S, S) float training views of uint8 ``imgs``, the i-th drawn
         with seed ``seeds[i]`` (a list or an int64 tensor)."""
-        dev, ref = imgs.device, self.reference
-        if ref.resizes or ref.photometric:  # windows of different sizes: one image at a time
+        ref = self.reference
+        if not self.fixed_windows:  # windows of different sizes: one image at a time
             seeds = seeds.tolist() if torch.is_tensor(seeds) else seeds
             return torch.stack([ref.apply(img, ref.draw(s), self.mean_unpadded) for img, s in zip(imgs, seeds)])
-        u = uniforms(torch.as_tensor(seeds, dtype=torch.long).to(dev))
-        p, room = ref.padding, ref.stats.size + 2 * ref.padding - self.size + 1
-        # as PaperTransforms.draw: top and left (in padded coordinates), reflection
-        tops, lefts = starts(u[:, U_TOP], room), starts(u[:, U_LEFT], room)
-        flips = (u[:, U_FLIP] < 0.5) & ref.flip
-        if p:
-            imgs = F.pad(imgs, (p, p, p, p))
-        x = self._crop(imgs, self.mean, tops, lefts, flips)
-        if ref.pca_lighting:
-            alphas = normals(u[:, U_NORMAL : U_NORMAL + 4]).float() * ref.pca_lighting  # (B, 3)
-            offsets = 255.0 * (alphas * self.eigval) @ self.eigvec.T  # row i: P (a_i * l)
-            x.add_(offsets[:, :, None, None])
-        return x
+        return self.views(imgs, *self.draws(torch.as_tensor(seeds, dtype=torch.long).to(imgs.device)))
 
     def square(self, imgs: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """(B, 3, Q, Q): the mean-subtracted squares rescaled to ``size``

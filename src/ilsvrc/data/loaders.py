@@ -14,6 +14,8 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+import numpy as np
+
 from .transforms import PaperTransforms
 
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
@@ -42,6 +44,16 @@ class EpochOrder(Sampler):
 
     def __len__(self) -> int:
         return max(self.n - self.start, 0)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same ``(index, sample_seed)`` pairs as two int64 tensors, the
+        seeds computed for the whole epoch at once (``seed_for`` in uint64
+        arithmetic, which wraps modulo 2**64 and so keeps the low 63 bits)."""
+        index = np.asarray(self.order()[self.start :], dtype=np.uint64)
+        base = np.uint64((self.seed * _MIX[0] + (self.epoch + 1) * _MIX[1]) % (1 << 63))
+        with np.errstate(over="ignore"):
+            seeds = (base + (index + np.uint64(1)) * np.uint64(_MIX[2])) & np.uint64((1 << 63) - 1)
+        return torch.from_numpy(index.astype(np.int64)), torch.from_numpy(seeds.astype(np.int64))
 
     def batches(self, batch_size: int, rank: int = 0, world: int = 1):
         """Global batches of ``batch_size``; each rank gets every world-th item of each."""

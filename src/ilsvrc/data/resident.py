@@ -58,12 +58,10 @@ class ResidentSplit:
         or test views; with ``world`` > 1, rank ``rank``'s share of each."""
         order = EpochOrder(len(self), shuffle=shuffle, seed=seed, epoch=epoch, start=start_batch * batch_size)
         # the epoch's order and seeds go to the device once: no host work per batch
-        items = list(order)
-        indices = torch.tensor([i for i, _ in items], dtype=torch.long, device=self.device)
-        seeds = torch.tensor([s for _, s in items], dtype=torch.long, device=self.device)
+        indices, seeds = (t.to(self.device) for t in order.tensors())
         valid = None if all(self.valid) else torch.tensor(self.valid, device=self.device)
         s = transforms.size
-        for b in range(0, len(items), batch_size):
+        for b in range(0, len(indices), batch_size):
             idx, sd = indices[b : b + batch_size][rank::world], seeds[b : b + batch_size][rank::world]
             if valid is not None:  # leave out the images that did not decode
                 keep = valid[idx]
@@ -75,3 +73,60 @@ class ResidentSplit:
             imgs = self.images[idx]
             x = transforms.train(imgs, sd) if crops == 0 else transforms.test(imgs, crops)
             yield Batch(x, self.labels[idx], [])
+
+
+class ResidentFeed:
+    """The training batches of a resident split, made inside the training step.
+
+    At an epoch's start (``start``) the epoch's order and every image's
+    draws (window, reflection, lighting offset) are computed in one go on
+    the device and written into tables that keep their addresses from epoch
+    to epoch; ``batch(n)``, traced into the compiled step
+    (``step.WholeStep``), takes the next ``n`` rows of the tables at a step
+    counter held on the device, gathers and crops those images and advances
+    the counter. So a step needs nothing from the host: the same batches and
+    draws as ``ResidentSplit.batches`` (the same order, seeds and formulas),
+    with no kernel outside the step's graph. It serves splits whose images
+    all decoded and transforms with fixed-size windows
+    (``BatchTransforms.fixed_windows``); the others take their batches from
+    ``ResidentSplit.batches``.
+    """
+
+    def __init__(self, split: ResidentSplit, transforms: BatchTransforms, batch_size: int, seed: int):
+        if not all(split.valid) or not transforms.fixed_windows:
+            raise ValueError("the feed needs a split whose images all decoded and fixed-size windows")
+        self.split, self.transforms, self.batch_size, self.seed = split, transforms, batch_size, seed
+        n, dev = len(split), split.device
+        self.index = torch.zeros(n, dtype=torch.long, device=dev)
+        self.tops = torch.zeros(n, dtype=torch.long, device=dev)
+        self.lefts = torch.zeros(n, dtype=torch.long, device=dev)
+        self.flips = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.offsets = torch.zeros(n, 3, dtype=torch.float32, device=dev)
+        self.counter = torch.zeros((), dtype=torch.long, device=dev)  # the epoch's next batch
+        self.ramp = torch.arange(batch_size, device=dev)
+
+    def steps(self) -> int:
+        """Batches in an epoch."""
+        return -(-len(self.split) // self.batch_size)
+
+    def size(self, b: int) -> int:
+        """Images in batch ``b`` of an epoch."""
+        return min(self.batch_size, len(self.split) - b * self.batch_size)
+
+    def start(self, epoch: int, start_batch: int = 0) -> None:
+        """Make epoch ``epoch``'s tables; the next batch is ``start_batch``."""
+        order = EpochOrder(len(self.split), shuffle=True, seed=self.seed, epoch=epoch)
+        index, seeds = (t.to(self.split.device) for t in order.tensors())
+        self.index.copy_(index)
+        for table, value in zip((self.tops, self.lefts, self.flips, self.offsets), self.transforms.draws(seeds)):
+            table.copy_(value)
+        self.counter.fill_(start_batch)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(views, labels) of the next ``n`` images; advances the counter."""
+        rows = self.counter * self.batch_size + self.ramp[:n]
+        idx = self.index[rows]
+        x = self.transforms.views(self.split.images[idx], self.tops[rows], self.lefts[rows], self.flips[rows],
+                                  self.offsets[rows], gather=True)
+        self.counter += 1
+        return x, self.split.labels[idx]

@@ -18,7 +18,7 @@ import torch
 
 from .batched import BatchTransforms
 from .loaders import Images, loader
-from .resident import ResidentSplit, fits
+from .resident import ResidentFeed, ResidentSplit, fits
 from .store import PackedSplit
 from .streamed import StreamedSplit
 from .transforms import PaperTransforms
@@ -41,6 +41,7 @@ class Source:
     kind: str
     train: Callable[[int, int], Iterable]  # (epoch, start_batch) -> training batches
     test: Callable[[], Iterable]  # () -> test batches
+    feed: ResidentFeed | None = None  # training batches made inside the step, where the data allows (resident.py)
 
 
 def choose(kind: str, dataset, size: int, device: torch.device) -> str:
@@ -80,9 +81,13 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
     else:
         raise ValueError(f"--loader must be one of {', '.join(KINDS)}, not {kind!r}")
     batched = BatchTransforms(transforms, device)
+    feed = None
+    if kind == "resident" and world == 1 and all(train_split.valid) and batched.fixed_windows:
+        feed = ResidentFeed(train_split, batched, batch_size, seed)
     return Source(
         kind,
         lambda epoch, start: train_split.batches(batched, batch_size, shuffle=True, seed=seed, epoch=epoch,
                                                  start_batch=start, **shard),
         lambda: test_split.batches(batched, test_batch, shuffle=False, crops=test_crops, **shard),
+        feed,
     )
