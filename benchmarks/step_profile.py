@@ -97,7 +97,7 @@ def measure(mode: str, plan: dict, a, device: torch.device) -> dict:
     model.train()
     if mode == "graph":
         feed = ResidentFeed(split, transforms, bs, a.seed) if transforms.fixed_windows else None
-        step = WholeStep(model, opt, aux, device, feed=feed)
+        step = WholeStep(model, opt, aux, device, bs, feed=feed)
     else:
         feed, step = None, TrainStep(model, opt, aux, device, mode)
 

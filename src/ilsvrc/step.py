@@ -11,9 +11,10 @@ them. So on a GPU the trainer runs the whole step as one CUDA graph:
   ``data/resident.py``; else from static input buffers the batch is copied
   into), runs the network and its gradient with ``torch.func`` (so that the
   backward pass is part of the same traced function, with no autograd
-  engine and no per-parameter work between the passes), applies
-  ``torch.optim``'s functional SGD update (weight decay, momentum, the
-  learning rate read from a device tensor), and adds the loss and error
+  engine and no per-parameter work between the passes), applies the SGD
+  update as ``torch.optim.SGD``'s foreach step computes it (weight decay,
+  momentum, the learning rate read from a device tensor; ``sgd_update``),
+  and adds the loss and error
   counts to device-side sums. ``torch.compile(fullgraph=True)`` traces it
   into one graph (a graph break is an error, and a test checks there is
   none), and on a GPU the compiled step is captured with
@@ -42,7 +43,6 @@ import warnings
 
 import torch
 from torch.nn import functional as F
-from torch.optim.sgd import sgd as sgd_update  # torch.optim's functional SGD: the update SGD.step makes
 
 from .device import autocast
 from .errors import UserError
@@ -129,6 +129,22 @@ def start_momentum(opt: torch.optim.SGD) -> None:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
+def sgd_update(params: list, grads: list, bufs: list, lr: torch.Tensor, *, weight_decay: float, momentum: float,
+               dampening: float, nesterov: bool) -> None:
+    """SGD with weight decay and momentum, in place, as ``torch.optim.SGD``'s
+    foreach step computes it for a tensor learning rate under torch.compile.
+    Written out because torch.optim's own functional step reads a tensor
+    learning rate with ``.item()`` outside torch.compile, which a CUDA graph
+    cannot capture (the epoch's short batch runs uncompiled)."""
+    if weight_decay:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if momentum:
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, grads, alpha=1 - dampening)
+        grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
+    torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
+
+
 class TrainStep:
     """``step(x, y, scale)``: one SGD step on batch ``(x, y)`` with the loss
     summed over the batch times ``scale`` (1 / the global batch size, times
@@ -163,29 +179,37 @@ class WholeStep:
     ``data.resident.ResidentFeed``) assembles inside the step; without a
     feed, ``step(x, y, scale)`` takes one on a batch that is already on the
     device (copied into static buffers first). ``totals`` as ``TrainStep``'s.
-    ``capture``: record and replay CUDA graphs (default: on a GPU).
+
+    Batches of ``batch_size`` images run the compiled function; a batch of
+    another size (an epoch's one short last batch) runs the same function
+    uncompiled, captured all the same: compiling a second shape would cost
+    as long as the first compilation (about 40 s on an H200) for one step in
+    hundreds. ``capture``: record and replay CUDA graphs (default: on a GPU).
     """
 
     def __init__(self, model: torch.nn.Module, opt: torch.optim.SGD, aux_weight: float, device: torch.device,
-                 feed=None, backend=None, capture: bool | None = None):
+                 batch_size: int, feed=None, backend=None, capture: bool | None = None):
         if len(opt.param_groups) != 1:
             raise ValueError("the whole step takes an optimizer with one parameter group")
         self.model, self.opt, self.aux_weight, self.device, self.feed = model, opt, aux_weight, device, feed
+        self.batch_size = batch_size
         self.capture = device.type == "cuda" if capture is None else capture
         hold_lr(opt, True, device)
         start_momentum(opt)
         group = opt.param_groups[0]
-        self.hyper = {k: group[k] for k in ("weight_decay", "momentum", "dampening", "nesterov", "maximize")}
+        if group["maximize"]:
+            raise ValueError("the whole step descends (maximize=False)")
+        self.hyper = {k: group[k] for k in ("weight_decay", "momentum", "dampening", "nesterov")}
         self.lr = group["lr"]  # the device tensor that set_lr writes in place
         self.params = dict(model.named_parameters())
         self.buffers = dict(model.named_buffers())
         self.momentum = [opt.state[p]["momentum_buffer"] for p in self.params.values()] if group["momentum"] else []
         self.totals = torch.zeros(2, dtype=torch.float64, device=device)
-        self.backend = backend or BACKEND
-        self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False, backend=self.backend)
+        self.compiled = torch.compile(self.step, fullgraph=True, dynamic=False, backend=backend or BACKEND)
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # static batches by size (no feed)
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self._warm: set[int] = set()
+        self._warm: set[int] = set()  # sizes whose first (uncaptured) step is done
+        self._uncaptured: set[int] = set()  # sizes whose capture failed
         self._pool = None
 
     def _loss(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, scale: float):
@@ -194,16 +218,16 @@ class WholeStep:
         loss, logits = loss_and_logits(outputs, y, self.aux_weight)
         return loss * scale, (loss.detach(), logits.detach())
 
-    def _step(self, n: int, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
-        """The step itself: what is traced, compiled and captured."""
+    def step(self, n: int, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
+        """The step itself, on the feed's next ``n`` images or on ``(x, y)``:
+        what is traced, compiled and captured."""
         if x is None:
             x, y = self.feed.batch(n)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         grads, (loss, logits) = torch.func.grad(self._loss, has_aux=True)(self.params, self.buffers, x, y, 1.0 / n)
         with torch.no_grad():
-            sgd_update(list(self.params.values()), [grads[k] for k in self.params], self.momentum or
-                                [None] * len(self.params), foreach=True, lr=self.lr, has_sparse_grad=False, **self.hyper)
+            sgd_update(list(self.params.values()), [grads[k] for k in self.params], self.momentum, self.lr, **self.hyper)
             self.totals += batch_totals(loss, logits, y)
 
     def next(self, n: int) -> None:
@@ -215,7 +239,7 @@ class WholeStep:
         if abs(scale * n - 1.0) > 1e-12:
             raise ValueError("the whole step averages over its own batch (scale 1 / n)")
         if not self.capture:
-            return self._compiled(n, x, y)
+            return self._run(n, x, y)
         if n not in self._inputs:
             self._inputs[n] = (torch.empty_like(x), torch.empty_like(y))
         sx, sy = self._inputs[n]
@@ -224,8 +248,9 @@ class WholeStep:
         self._run(n, sx, sy)
 
     def _run(self, n: int, x=None, y=None) -> None:
-        if not self.capture:
-            return self._compiled(n, x, y)
+        fn = self.compiled if n == self.batch_size else self.step
+        if not self.capture or n in self._uncaptured:
+            return fn(n, x, y)
         graph = self._graphs.get(n)
         if graph is not None:
             return graph.replay()
@@ -236,7 +261,7 @@ class WholeStep:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
-                self._compiled(n, x, y)
+                fn(n, x, y)
             torch.cuda.current_stream(self.device).wait_stream(side)
             self._warm.add(n)
             return
@@ -244,12 +269,12 @@ class WholeStep:
         self._pool = self._pool or torch.cuda.graph_pool_handle()  # the shapes' graphs never run at once: one pool
         try:
             with torch.cuda.graph(graph, pool=self._pool):
-                self._compiled(n, x, y)
+                fn(n, x, y)
         except RuntimeError as e:  # a capture that fails executes nothing: run the step as it is
-            warnings.warn(f"the training step could not be captured as a CUDA graph ({str(e).splitlines()[0]}); "
-                          "it runs uncaptured, slower")
-            self.capture = False
-            return self._compiled(n, x, y)
+            warnings.warn(f"the training step on {n} images could not be captured as a CUDA graph "
+                          f"({str(e).splitlines()[0]}); it runs uncaptured, slower")
+            self._uncaptured.add(n)
+            return fn(n, x, y)
         self._graphs[n] = graph
         graph.replay()
 

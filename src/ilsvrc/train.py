@@ -257,7 +257,7 @@ def train(
         raise UserError(str(e)) from None
     # on a GPU the whole step as one CUDA graph, its batches made inside it where the data is resident (step.py)
     if mode == "graph":
-        train_step = WholeStep(model, opt, aux_weight, dev, feed=batches.feed)
+        train_step = WholeStep(model, opt, aux_weight, dev, bs, feed=batches.feed)
     else:
         train_step = TrainStep(net, opt, aux_weight, dev, mode)
     feed = train_step.feed if mode == "graph" else None
