@@ -185,8 +185,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=8, help="stock DataLoader workers (default: 8, as measured in the issue)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", type=parse_compile, default=None, metavar="MODE",
-                   help="ilsvrc's step: true, false, eager, default or reduce-overhead (default: as ilsvrc train picks:"
-                   " reduce-overhead on a GPU)")
+                   help="ilsvrc's step: true, false, eager, default or graph (default: as ilsvrc train picks:"
+                   " graph on a GPU)")
     p.add_argument("--only", choices=("stock", "ilsvrc"), help="run one side only")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--no-progress", action="store_true")

@@ -20,7 +20,7 @@ def test_training_views_match_the_reference(mean, gather, monkeypatch):
     ref = PaperTransforms(fake_stats(size=12), 8, mean, flip=True, pca_lighting=0.1)
     batched = BatchTransforms(ref, torch.device("cpu"))
     crop = batched._crop
-    monkeypatch.setattr(batched, "_crop", lambda *a: crop(*a, gather=gather))  # the GPU's way, on the CPU
+    monkeypatch.setattr(batched, "_crop", lambda *a: crop(*a[:5], gather=gather))  # the GPU's way, on the CPU
     imgs = torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8)
     seeds = list(range(100, 116))
     draws = [ref.draw(s) for s in seeds]
@@ -35,7 +35,7 @@ def test_test_views_match_the_reference(crops, gather, monkeypatch):
     ref = PaperTransforms(fake_stats(size=13), 8, "image", flip=True, pca_lighting=0.1)  # odd margin: rounding of the centre
     batched = BatchTransforms(ref, torch.device("cpu"))
     crop = batched._crop
-    monkeypatch.setattr(batched, "_crop", lambda *a: crop(*a, gather=gather))
+    monkeypatch.setattr(batched, "_crop", lambda *a: crop(*a[:5], gather=gather))
     imgs = torch.randint(0, 256, (5, 3, 13, 13), dtype=torch.uint8)
     expected = torch.stack([ref.test(img, crops) for img in imgs])
     torch.testing.assert_close(batched.test(imgs, crops), expected, rtol=0, atol=0)

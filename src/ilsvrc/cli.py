@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                    " workers: decode on the CPU every epoch (default: auto)")
     t.add_argument("--compile", type=_compile, metavar="MODE",
                    help="how the training step runs: true, false, or eager, default (the compiled network),"
-                   " reduce-overhead (the whole step as CUDA graphs) (default: on a GPU reduce-overhead with"
-                   " resident data, else default; on the CPU eager)")
+                   " graph (the whole step compiled as one graph, replayed as one CUDA graph on a GPU) (default:"
+                   " graph on one GPU, default under torchrun, eager on the CPU)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
     t.add_argument("--init-from", metavar="CHECKPOINT", help="start from a trained network's weights (VGG: a trained configuration A)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
