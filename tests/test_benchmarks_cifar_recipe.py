@@ -39,3 +39,22 @@ def test_without_data_it_says_what_to_pass(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(["--device", "cpu"])
     assert e.value.code == 2 and "--data" in capsys.readouterr().err
+
+
+def test_from_a_packed_store_the_stock_loop_reads_its_files_and_can_be_shorter(cifar_like, tmp_path, capsys):
+    """The store is what travels to a GPU machine: both loops read it, and
+    --stock-iterations shortens the tutorial loop alone (its rate is still a
+    rate; the wall-time ratio is left out)."""
+    from ilsvrc.data.store import pack
+
+    store = tmp_path / "store"
+    pack(cifar_like, store, size=32, encoding="jpeg", workers=0, progress=False)
+    bench = load_benchmark("cifar_recipe")
+    out = tmp_path / "r.json"
+    assert bench.main(["--data", str(store), "--iterations", "4", "--stock-iterations", "2", "--device", "cpu",
+                       "--workers", "0", "--no-progress", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["stock"]["steps"] == 2 and r["ilsvrc"]["steps"] == 4
+    assert 0 <= r["stock"]["test_error"] <= 100 and r["stock"]["images_per_s"] > 0
+    assert set(r["ratios"]) == {"images_per_s"}
+    assert "less wall time" not in capsys.readouterr().out

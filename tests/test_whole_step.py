@@ -51,6 +51,8 @@ def feed_for(recipe: str, image_size: int, resize: int, batch_size: int, images:
     ("resnet-20", "resnet-cifar", 32, 32),  # padded crops and reflections
     ("alexnet", "alexnet", 64, 72),  # random crops, reflections and PCA lighting; two towers, LRN, dropout
     ("googlenet", "alexnet", 64, 72),  # auxiliary classifiers (its recipe's area crops are made outside the step)
+    ("nin-cifar", "nin-cifar", 32, 32),  # mlpconv layers, dropout
+    ("alexnet-fig1", "alexnet-fig1", 32, 32),  # the Figure 1 network
 ])
 def test_the_step_with_its_batch_is_one_graph(network, recipe, size, resize):
     model = build(network, 10, size).train()
