@@ -27,6 +27,14 @@ Entries:
   with --reference-lrn also:
   ilsvrc eager / compiled, reference LRN   ilsvrc's network with its LRN through
                                 F.local_response_norm (the path before the fused LRN)
+  with --whole-step also:
+  ilsvrc whole step             ilsvrc's network trained as ``ilsvrc train`` does on
+                                a GPU: the whole step (forward, gradient, SGD update)
+                                as one compiled graph, replayed as one CUDA graph
+                                (``step.WholeStep``, the batch in static buffers)
+
+``--profile N`` prints, after each entry, its top GPU kernels over N more
+steps (``torch.profiler``): the kernel, its share of the GPU time, ms per step.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from torch.nn import functional as F
 
 from ilsvrc.models import build
 from ilsvrc.models.layers import LocalResponseNorm, lrn_reference
+from ilsvrc.step import WholeStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import device_name, resolve_device, sync, write_json  # noqa: E402
@@ -108,26 +117,46 @@ def torchvision_alexnet(image_size: int) -> nn.Module:
 # --- Timing ---------------------------------------------------------------------------------
 
 
-def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, compiled: bool, compile_mode: str,
-                       steps: int, warmup: int, repeats: int) -> dict:
-    """Median ms per training step of ``model`` on the batch (x, y)."""
+def top_kernels(events, steps: int, count: int) -> list[tuple[str, float, float]]:
+    """(kernel, share of the GPU time, ms per step) of the ``count`` kernels
+    that took the most GPU time in a profiler trace of ``steps`` steps."""
+    totals: dict[str, float] = {}
+    for e in events:
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            totals[e.name] = totals.get(e.name, 0.0) + e.time_range.end - e.time_range.start
+    whole = sum(totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:count]
+    return [(name, t / whole, t / 1e3 / steps) for name, t in ranked]
+
+
+def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, compiled: bool | str, compile_mode: str,
+                       steps: int, warmup: int, repeats: int, profile: int = 0) -> dict:
+    """Median ms per training step of ``model`` on the batch (x, y);
+    ``compiled="whole"``: the whole step as ``ilsvrc train`` runs it."""
     device = x.device
     model = model.to(device).train()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compiled else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    if compiled == "whole":
+        whole = WholeStep(model, opt, 0.0, device, len(y))
 
-    def step() -> torch.Tensor:
-        if compiled and compile_mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
-        with autocast:
-            loss = F.cross_entropy(forward(x), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
+        def step() -> torch.Tensor:
+            whole(x, y, 1.0 / len(y))
+            return whole.totals[0]
+    else:
+        forward = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compiled else model
+
+        def step() -> torch.Tensor:
+            if compiled and compile_mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast:
+                loss = F.cross_entropy(forward(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return loss
 
     start = time.perf_counter()
     for _ in range(warmup):  # compilation, autotuning, allocator warm-up
@@ -146,8 +175,15 @@ def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, co
         sync(device)
         per_step.append((time.perf_counter() - start) / steps)
     ms = 1000 * statistics.median(per_step)
-    return {"ms_per_step": ms, "images_per_s": x.shape[0] / (ms / 1000), "warmup_s": warmup_s,
-            "ms_per_step_runs": [1000 * t for t in per_step]}
+    result = {"ms_per_step": ms, "images_per_s": x.shape[0] / (ms / 1000), "warmup_s": warmup_s,
+              "ms_per_step_runs": [1000 * t for t in per_step]}
+    if profile and device.type == "cuda":
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            for _ in range(profile):
+                step()
+            sync(device)
+        result["top_kernels"] = top_kernels(prof.events(), profile, 10)
+    return result
 
 
 # --- The run --------------------------------------------------------------------------------
@@ -164,6 +200,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="eager entries only")
     p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default")
     p.add_argument("--reference-lrn", action="store_true", help="also time ilsvrc's network with the F.local_response_norm LRN")
+    p.add_argument("--whole-step", action="store_true", help="also time ilsvrc's whole step as one graph (ilsvrc train on a GPU)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="print each entry's top GPU kernels over N more steps (CUDA only)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = p.parse_args(argv)
     resolve_device(p, args)
@@ -189,7 +228,10 @@ def entries(args: argparse.Namespace) -> list[tuple[str, Callable[[], nn.Module]
     if args.reference_lrn:
         nets.insert(1, ("ilsvrc, reference LRN", lambda: ilsvrc_alexnet(size, reference_lrn=True)))
     modes = (False,) if args.no_compile else (False, True)
-    return [(f"{name} {'compiled' if compiled else 'eager'}", make, compiled) for name, make in nets for compiled in modes]
+    listed = [(f"{name} {'compiled' if compiled else 'eager'}", make, compiled) for name, make in nets for compiled in modes]
+    if args.whole_step:
+        listed.insert(2 if not args.no_compile else 1, ("ilsvrc whole step", lambda: ilsvrc_alexnet(size), "whole"))
+    return listed
 
 
 def ratios(results: dict) -> dict:
@@ -198,7 +240,9 @@ def ratios(results: dict) -> dict:
              ("ilsvrc compiled / torchvision compiled", "ilsvrc compiled", "torchvision compiled"),
              ("ilsvrc eager / stock eager", "ilsvrc eager", "stock eager"),
              ("ilsvrc eager / torchvision eager", "ilsvrc eager", "torchvision eager"),
-             ("ilsvrc compiled / ilsvrc compiled, reference LRN", "ilsvrc compiled", "ilsvrc, reference LRN compiled")]
+             ("ilsvrc compiled / ilsvrc compiled, reference LRN", "ilsvrc compiled", "ilsvrc, reference LRN compiled"),
+             ("ilsvrc whole step / stock compiled", "ilsvrc whole step", "stock compiled"),
+             ("ilsvrc whole step / torchvision compiled", "ilsvrc whole step", "torchvision compiled")]
     return {label: results[a]["images_per_s"] / results[b]["images_per_s"]
             for label, a, b in pairs if a in results and b in results}
 
@@ -239,9 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
         torch._dynamo.reset()
         torch.manual_seed(0)
         r = time_training_step(make(), x, y, compiled=compiled, compile_mode=args.compile_mode,
-                               steps=args.steps, warmup=args.warmup, repeats=args.repeats)
+                               steps=args.steps, warmup=args.warmup, repeats=args.repeats, profile=args.profile)
         results[name] = r
         print(f"{name:<34} {r['images_per_s']:>10.1f} {r['ms_per_step']:>10.2f} {r['warmup_s']:>10.1f}", flush=True)
+        for kernel, share, ms in r.get("top_kernels", []):
+            print(f"    {100 * share:5.1f}%  {ms:7.3f} ms/step  {kernel[:100]}")
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

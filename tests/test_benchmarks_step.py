@@ -67,3 +67,20 @@ def test_bad_settings_are_refused(step):
         step.parse_args(["--device", "cpu", "--image-size", "32"])
     with pytest.raises(SystemExit):
         step.parse_args(["--device", "cpu", "--steps", "0"])
+
+
+def test_the_whole_step_entry_runs(step, monkeypatch):
+    """--whole-step times the step as ilsvrc train runs it on a GPU (here
+    compiled with aot_eager, the same graph without C++ to compile)."""
+    import ilsvrc.step
+
+    monkeypatch.setattr(ilsvrc.step, "BACKEND", "aot_eager")
+    args = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--steps", "1", "--warmup", "1",
+            "--repeats", "1", "--whole-step"]
+    listed = step.entries(step.parse_args(args))
+    assert [n for n, _, _ in listed][:3] == ["ilsvrc eager", "ilsvrc compiled", "ilsvrc whole step"]
+    entries = step.entries
+    monkeypatch.setattr(step, "entries", lambda a: [e for e in entries(a) if e[0] in ("ilsvrc whole step", "stock eager")])
+    out = step.main(args)
+    r = out["results"]["ilsvrc whole step"]
+    assert math.isfinite(r["ms_per_step"]) and r["ms_per_step"] > 0
