@@ -27,6 +27,12 @@ Entries:
   with --reference-lrn also:
   ilsvrc eager / compiled, reference LRN   ilsvrc's network with its LRN through
                                 F.local_response_norm (the path before the fused LRN)
+  with --variants also (each gain of issue 12 on its own):
+  ilsvrc compiled, towers as groups   the towers as groups=2 convolutions (cuDNN
+                                slices channels_last maps per group), not as halves
+  ilsvrc compiled, LRN kernel   the LRN (with the ReLU before it) as the Triton
+                                kernels of models/lrn_triton.py (off by default
+                                until a GPU run checks them)
   with --whole-step also:
   ilsvrc whole step             ilsvrc's network trained as ``ilsvrc train`` does on
                                 a GPU: the whole step (forward, gradient, SGD update)
@@ -56,7 +62,9 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from ilsvrc.models import build
+from ilsvrc.models import paper_variant
+from ilsvrc.models import lrn_triton
+from ilsvrc.models.alexnet import alexnet
 from ilsvrc.models.layers import LocalResponseNorm, lrn_reference
 from ilsvrc.step import WholeStep
 
@@ -98,15 +106,18 @@ class _ReferenceLRN(LocalResponseNorm):
     """ilsvrc's LRN through F.local_response_norm (the path before the fused one)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu:  # the ReLU before it, which the layer applies (layers.fuse_relu_lrn)
+            x = F.relu(x)
         return lrn_reference(x, self.size, self.alpha, self.beta, self.k, self.groups)
 
 
-def ilsvrc_alexnet(image_size: int, reference_lrn: bool = False) -> nn.Module:
-    model = build("alexnet", num_classes=NUM_CLASSES, image_size=image_size)
+def ilsvrc_alexnet(image_size: int, reference_lrn: bool = False, tower_layout: str = "halves") -> nn.Module:
+    model = alexnet(NUM_CLASSES, **paper_variant("alexnet"), image_size=image_size, tower_layout=tower_layout)
     if reference_lrn:
         for name, layer in model.features.named_children():
             if isinstance(layer, LocalResponseNorm):
-                setattr(model.features, name, _ReferenceLRN(layer.size, layer.alpha, layer.beta, layer.k, layer.groups))
+                setattr(model.features, name, _ReferenceLRN(layer.size, layer.alpha, layer.beta, layer.k, layer.groups,
+                                                            relu=layer.relu))
     return model
 
 
@@ -201,6 +212,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default")
     p.add_argument("--reference-lrn", action="store_true", help="also time ilsvrc's network with the F.local_response_norm LRN")
     p.add_argument("--whole-step", action="store_true", help="also time ilsvrc's whole step as one graph (ilsvrc train on a GPU)")
+    p.add_argument("--variants", action="store_true",
+                   help="also time ilsvrc's network with its towers as groups and with the Triton LRN kernel (compiled)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="print each entry's top GPU kernels over N more steps (CUDA only)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
@@ -229,6 +242,10 @@ def entries(args: argparse.Namespace) -> list[tuple[str, Callable[[], nn.Module]
         nets.insert(1, ("ilsvrc, reference LRN", lambda: ilsvrc_alexnet(size, reference_lrn=True)))
     modes = (False,) if args.no_compile else (False, True)
     listed = [(f"{name} {'compiled' if compiled else 'eager'}", make, compiled) for name, make in nets for compiled in modes]
+    if args.variants and not args.no_compile:
+        at = [n for n, _, _ in listed].index("ilsvrc compiled") + 1
+        listed[at:at] = [("ilsvrc compiled, towers as groups", lambda: ilsvrc_alexnet(size, tower_layout="groups"), True),
+                         ("ilsvrc compiled, LRN kernel", lambda: ilsvrc_alexnet(size), True)]
     if args.whole_step:
         listed.insert(2 if not args.no_compile else 1, ("ilsvrc whole step", lambda: ilsvrc_alexnet(size), "whole"))
     return listed
@@ -242,6 +259,8 @@ def ratios(results: dict) -> dict:
              ("ilsvrc eager / torchvision eager", "ilsvrc eager", "torchvision eager"),
              ("ilsvrc compiled / ilsvrc compiled, reference LRN", "ilsvrc compiled", "ilsvrc, reference LRN compiled"),
              ("ilsvrc whole step / stock compiled", "ilsvrc whole step", "stock compiled"),
+             ("ilsvrc compiled / ilsvrc compiled, towers as groups", "ilsvrc compiled", "ilsvrc compiled, towers as groups"),
+             ("ilsvrc compiled, LRN kernel / ilsvrc compiled", "ilsvrc compiled, LRN kernel", "ilsvrc compiled"),
              ("ilsvrc whole step / torchvision compiled", "ilsvrc whole step", "torchvision compiled")]
     return {label: results[a]["images_per_s"] / results[b]["images_per_s"]
             for label, a, b in pairs if a in results and b in results}
@@ -282,8 +301,13 @@ def main(argv: list[str] | None = None) -> dict:
     for name, make, compiled in entries(args):
         torch._dynamo.reset()
         torch.manual_seed(0)
-        r = time_training_step(make(), x, y, compiled=compiled, compile_mode=args.compile_mode,
-                               steps=args.steps, warmup=args.warmup, repeats=args.repeats, profile=args.profile)
+        kernel = lrn_triton.ENABLED
+        lrn_triton.use(kernel or name.endswith("LRN kernel"))
+        try:
+            r = time_training_step(make(), x, y, compiled=compiled, compile_mode=args.compile_mode,
+                                   steps=args.steps, warmup=args.warmup, repeats=args.repeats, profile=args.profile)
+        finally:
+            lrn_triton.use(kernel)
         results[name] = r
         print(f"{name:<34} {r['images_per_s']:>10.1f} {r['ms_per_step']:>10.2f} {r['warmup_s']:>10.1f}", flush=True)
         for kernel, share, ms in r.get("top_kernels", []):

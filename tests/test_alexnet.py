@@ -5,6 +5,8 @@ import torch
 from torch import nn
 
 from ilsvrc import UserError, build
+from ilsvrc.models import paper_variant
+from ilsvrc.models.alexnet import TOWER_LAYOUTS, alexnet
 
 
 def paper_net(**variant):
@@ -50,24 +52,24 @@ def test_grouped_layers_and_layer_order():
     assert c.drop6.p == 0.5 and c.drop7.p == 0.5
 
 
-def test_towers_stay_separate_from_conv1_to_conv2():
-    """A change in tower 1's half of conv1's output cannot reach tower 2's half of conv2's output."""
-    net = paper_net().eval()
-    f = net.features
-    torch.manual_seed(1)
-    a = torch.relu(torch.randn(1, 96, 55, 55)) * 5
-
-    def conv2_out(x):
-        return f.conv2(f.pool1(f.lrn1(x)))
-
-    b = a.clone()
-    b[:, :48] += torch.randn(1, 48, 55, 55) * 10  # tower 1's half only
-    da, db = conv2_out(a), conv2_out(b)
-    assert torch.equal(da[:, 128:], db[:, 128:])  # tower 2's half: untouched, bit for bit
-    assert not torch.allclose(da[:, :128], db[:, :128])  # tower 1's half did change
-    # conv3 sees both towers: the change does reach all of its output
-    d3a, d3b = f.conv3(f.pool2(f.lrn2(f.relu2(da)))), f.conv3(f.pool2(f.lrn2(f.relu2(db))))
-    assert not torch.allclose(d3a[:, 192:], d3b[:, 192:])
+@pytest.mark.parametrize("tower_layout", TOWER_LAYOUTS)
+def test_towers_stay_separate_from_conv1_to_conv2(tower_layout):
+    """A change in tower 1's conv1 kernels cannot reach tower 2's half of
+    pool2's output (its LRNs, pooling and conv2 see only their own tower),
+    through the network's own forward; conv3 sees both towers."""
+    torch.manual_seed(0)
+    f = alexnet(1000, **paper_variant("alexnet"), tower_layout=tower_layout).eval().features
+    names = list(dict(f.named_children()))
+    to_pool2, to_conv3 = f[: names.index("pool2") + 1], f[: names.index("conv3") + 1]
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        a2, a3 = to_pool2(x), to_conv3(x)
+        f.conv1.weight[:48] += torch.randn(48, 3, 11, 11) * 0.1  # tower 1's kernels only
+        b2, b3 = to_pool2(x), to_conv3(x)
+    assert a2.shape[1] == 256 and a3.shape[1] == 384
+    assert torch.equal(a2[:, 128:], b2[:, 128:])  # tower 2's half: untouched, bit for bit
+    assert not torch.allclose(a2[:, :128], b2[:, :128])  # tower 1's half did change
+    assert not torch.allclose(a3[:, 192:], b3[:, 192:])  # conv3 sees both towers: tower 2's half changes too
 
 
 def test_one_tower_mixes_everything():

@@ -46,6 +46,14 @@ def test_compiled_entries_are_listed_unless_no_compile(step):
         ["ilsvrc eager", "stock eager", "torchvision eager"]
 
 
+def test_variants_show_each_gain_on_its_own(step):
+    names = [n for n, _, _ in step.entries(step.parse_args(["--device", "cpu", "--variants"]))]
+    assert names[:4] == ["ilsvrc eager", "ilsvrc compiled", "ilsvrc compiled, towers as groups",
+                         "ilsvrc compiled, LRN kernel"]
+    groups = step.ilsvrc_alexnet(64, tower_layout="groups")
+    assert groups.features.conv2.groups == 2 and step.ilsvrc_alexnet(64).features.tower_layout == "halves"
+
+
 def test_stock_network_has_the_papers_layers(step):
     """The stock rewrite is the same network: the paper's parameter count
     (Sec. 3.5) and the same output shape as ilsvrc's."""

@@ -7,10 +7,32 @@ initialisation) are keyword arguments whose paper values live in
 fc6..fc8; ``features.conv1.weight`` in the state dict.
 
 Two towers: the paper split the network over two GPUs. conv1's 96 kernels
-(48 per GPU) all see the image, so conv1 is one ordinary convolution; its
-response normalisation runs inside each tower, as it did on each GPU. conv2,
-conv4 and conv5 see only their own tower's half of the previous layer
-(``groups=2``); conv3 and the fully connected layers see everything.
+(48 per GPU) all see the image; its response normalisation runs inside each
+tower, as it did on each GPU. conv2, conv4 and conv5 see only their own
+tower's half of the previous layer; conv3 and the fully connected layers see
+everything. The state dict is the one a grouped network has: conv2, conv4
+and conv5 are ``nn.Conv2d(..., groups=2)`` (``features.conv2.weight`` is
+256x48x5x5), tower 1's kernels first, then tower 2's.
+
+How the towers are computed (``tower_layout``; ours, for speed, not the
+paper's: both give the same numbers):
+
+- ``"halves"`` (the default): as the two GPUs held them. From conv1 to pool5
+  each tower's maps are a tensor of their own (dense, in the activations'
+  memory format: channels_last for a channels_last model), never a slice of
+  a joined one; every layer runs once per tower. A convolution's tower t
+  uses the t-th block of its kernels (conv2's ``weight[:128]`` and
+  ``weight[128:]``: contiguous views): conv2, conv4 and conv5 on their own
+  tower's maps, conv1 on the image and conv3 on both towers' maps joined
+  once. pool5's two halves are joined for fc6, tower 1's channels first, as
+  the grouped network flattens them. LRN runs on one tower's maps
+  (``groups=1``), which is what ``groups=2`` does to the joined tensor.
+- ``"groups"``: one tensor for both towers, conv2, conv4 and conv5 as grouped
+  convolutions and LRN with ``groups=2``: the plain ``nn.Sequential``. A
+  grouped convolution in channels_last costs layout shuffles on the GPU
+  (cuDNN slices and pads each group's channels), which the halves avoid.
+
+(The two towers could also run on two CUDA streams; they do not.)
 
 Padding: with 224x224 inputs (Sec. 4.1) conv1 needs padding 2 to give the
 paper's 55x55 maps (the paper's own arithmetic implies 227 without padding);
@@ -20,9 +42,12 @@ fc8 gives logits; the softmax is in the loss and in evaluation.
 
 from collections import OrderedDict
 
+import torch
 from torch import nn
+from torch.nn import functional as F
 
-from .layers import ACTIVATIONS, FullyConnectedNet, LocalResponseNorm, activation as make_activation, fc_head, parse_pool
+from .layers import (ACTIVATIONS, FullyConnectedNet, LocalResponseNorm, activation as make_activation, fc_head,
+                     fuse_relu_lrn, parse_pool)
 
 # Section 3.5 / Figure 2: (name, output channels, kernel, stride, padding,
 # tower-split input, followed by LRN, followed by max-pooling).
@@ -35,6 +60,47 @@ CONV_LAYERS = (
 )
 HIDDEN_UNITS = 4096  # Section 3.5: fc6 and fc7 have 4096 neurons each
 REMOVABLE = ("conv3", "conv4", "conv5")
+TOWER_LAYOUTS = ("halves", "groups")  # how the towers are computed (ours, for speed; see the module docstring)
+
+
+class Features(nn.Sequential):
+    """conv1 to pool5, children named as the paper's layers. With two towers
+    in the ``"halves"`` layout each tower's maps are a tensor of their own
+    from conv1 to pool5; the output is pool5's maps, both towers joined (the
+    grouped network's tensor). Otherwise the layers run in order on one
+    tensor, as an ``nn.Sequential`` does. (So the children applied one by
+    one to a single tensor are the network only in the groups layout: in the
+    halves layout, lrn1 and lrn2 normalise one tower's maps.)"""
+
+    def __init__(self, layers: OrderedDict[str, nn.Module], towers: int, tower_layout: str):
+        super().__init__(layers)
+        self.towers, self.tower_layout = towers, tower_layout
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):  # a run of the layers (conv1 to pool2, say), computed as these are
+            return Features(OrderedDict(list(self.named_children())[index]), self.towers, self.tower_layout)
+        return super().__getitem__(index)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.towers == 1 or self.tower_layout == "groups":
+            return super().forward(x)
+        maps = [x]  # the image, which every tower's conv1 sees; then one map per tower
+        for layer in self:
+            maps = self._convolve(layer, maps) if isinstance(layer, nn.Conv2d) else [layer(m) for m in maps]
+        return torch.cat(maps, 1)
+
+    def _convolve(self, conv: nn.Conv2d, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each tower's output maps from its block of ``conv``'s kernels: a
+        tower-split layer (conv2, conv4, conv5: ``groups`` = towers) reads its
+        own tower's maps, a layer that sees everything (conv1, conv3) reads
+        all the maps, joined once. (Joined rather than summed over towers,
+        conv(a; W[:, :128]) + conv(b; W[:, 128:]): one convolution per tower
+        instead of two, and no weight sliced along its input channels.)"""
+        if conv.groups == 1:  # it sees everything
+            joined = maps[0] if len(maps) == 1 else torch.cat(maps, 1)
+            maps = [joined] * self.towers
+        kernels, biases = conv.weight.chunk(self.towers), conv.bias.chunk(self.towers)  # views, tower by tower
+        return [F.conv2d(m, w, b, conv.stride, conv.padding, conv.dilation) for m, w, b in zip(maps, kernels, biases)]
 
 
 class AlexNet(FullyConnectedNet):
@@ -57,6 +123,7 @@ class AlexNet(FullyConnectedNet):
         init_std: float,
         bias_init: float,
         image_size: int = 224,
+        tower_layout: str = "halves",  # ours (speed), not the paper's: see the module docstring
     ):
         super().__init__()
         if towers not in (1, 2):
@@ -67,8 +134,13 @@ class AlexNet(FullyConnectedNet):
             raise ValueError(f"remove_conv must be one of {', '.join(REMOVABLE)} (or empty), not {remove_conv!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
+        if tower_layout not in TOWER_LAYOUTS:
+            raise ValueError(f"tower_layout must be one of {', '.join(TOWER_LAYOUTS)}, not {tower_layout!r}")
         window, stride = parse_pool(pool)
         self.towers = towers
+        # A layer that runs once per tower (the halves layout) normalises one
+        # tower's maps; on both towers' tensor it keeps them apart itself.
+        lrn_groups = 1 if tower_layout == "halves" else towers
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         channels = 3
@@ -81,11 +153,12 @@ class AlexNet(FullyConnectedNet):
             layers[f"relu{i}"] = make_activation(activation)
             if has_lrn and lrn:
                 # Each GPU normalised its own kernel maps (Sec. 3.2, 3.3).
-                layers[f"lrn{i}"] = LocalResponseNorm(lrn_size, lrn_alpha, lrn_beta, lrn_k, groups=towers)
+                layers[f"lrn{i}"] = LocalResponseNorm(lrn_size, lrn_alpha, lrn_beta, lrn_k, groups=lrn_groups)
             if has_pool:
                 layers[f"pool{i}"] = nn.MaxPool2d(window, stride)
             channels = out
-        self.features = nn.Sequential(layers)
+        fuse_relu_lrn(layers)  # relu1 + lrn1, relu2 + lrn2: one pass each (one Triton kernel each way on a GPU)
+        self.features = Features(layers, towers, tower_layout)
 
         flat = self._flat_features(image_size)
         self.classifier = fc_head(flat, num_classes, hidden=(HIDDEN_UNITS, HIDDEN_UNITS), dropout=dropout, act=activation)
@@ -112,6 +185,7 @@ class AlexNet(FullyConnectedNet):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(m.weight, 0.0, std)
                 nn.init.constant_(m.bias, bias if name.split(".")[-1] in ones else 0.0)
+
 
 def alexnet(num_classes: int = 1000, **variant) -> AlexNet:
     """AlexNet from "ImageNet Classification with Deep Convolutional Neural

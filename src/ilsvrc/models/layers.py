@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import lrn_triton
+
 # Half-precision inputs (bf16 autocast) are normalised in float32: the sum of
 # squares and the power lose too much in 8 bits of mantissa.
 _UPCAST = (torch.float16, torch.bfloat16)
@@ -83,15 +85,28 @@ class LocalResponseNorm(nn.Module):
     """The paper's LRN: ``alpha`` multiplies the sum of squares, not its mean.
 
     With ``groups`` > 1 each group of channels (a tower) is normalised on its
-    own: the sum never crosses from one group into the next. See :func:`lrn`
-    for the formulation (the one torch.compile fuses into a single pass).
+    own: the sum never crosses from one group into the next. With ``relu``
+    the layer applies the ReLU that precedes it in AlexNet (Sec. 3.3: LRN
+    after ReLU) itself, so that the two are one pass; see
+    :func:`fuse_relu_lrn`.
+
+    On a GPU (a CUDA tensor of float32, bf16 or fp16) the layer can be two
+    Triton kernels, one each way, eager or compiled (``lrn_triton``; off
+    until a GPU run has checked them: ``ILSVRC_LRN_KERNEL=1``). Otherwise:
+    compiled, the elementwise formulation :func:`lrn` (one fused pass);
+    eager, :func:`lrn_reference`.
     """
 
-    def __init__(self, size: int, alpha: float, beta: float, k: float, groups: int = 1):
+    def __init__(self, size: int, alpha: float, beta: float, k: float, groups: int = 1, *, relu: bool = False):
         super().__init__()
         self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
+        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if lrn_triton.runs_on(x, self.groups):
+            return lrn_triton.lrn(x, self.size, self.alpha, self.beta, self.k, self.groups, relu=self.relu)
+        if self.relu:
+            x = F.relu(x)
         # Under torch.compile the elementwise formulation fuses into one pass;
         # run eagerly it is a dozen small kernels, and F.local_response_norm's
         # pooling is as fast or faster (measured on the CPU, benchmarks/README.md).
@@ -100,7 +115,34 @@ class LocalResponseNorm(nn.Module):
         return lrn_reference(x, self.size, self.alpha, self.beta, self.k, self.groups)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
+        relu = ", relu=True" if self.relu else ""
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}{relu}"
+
+
+class ReLUInNextLayer(nn.Identity):
+    """A ReLU that the layer after it applies (a LocalResponseNorm with
+    ``relu=True``, made by :func:`fuse_relu_lrn`): this slot passes its input
+    on, and keeps the ReLU's name and place in the network."""
+
+    def extra_repr(self) -> str:
+        return "applied by the next layer"
+
+
+def fuse_relu_lrn(layers) -> None:
+    """Make each ReLU directly followed by a LocalResponseNorm in ``layers``
+    (an ``OrderedDict`` of named modules, or an ``nn.Module`` whose children
+    run in order, such as an ``nn.Sequential``) one pass: the LRN applies the
+    ReLU (``relu=True``), and the ReLU's slot becomes a
+    :class:`ReLUInNextLayer`. On a GPU the pair is then one kernel each way
+    instead of two (the ReLU's own pass over the map, and its gradient's); the
+    numbers are the same, and so is the state dict (neither layer has
+    parameters)."""
+    modules = layers._modules if isinstance(layers, nn.Module) else layers
+    names = list(modules)
+    for first, second in zip(names, names[1:]):
+        if type(modules[first]) is nn.ReLU and isinstance(modules[second], LocalResponseNorm) and not modules[second].relu:
+            modules[first] = ReLUInNextLayer()
+            modules[second].relu = True
 
 
 # --- Blocks shared by every family --------------------------------------------
