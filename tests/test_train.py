@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from ilsvrc import evaluate, predict, train
+from ilsvrc import UserError, evaluate, predict, train
 from ilsvrc.cli import main
 
 SMALL = dict(image_size=64, device="cpu", workers=0, progress=False)
@@ -149,3 +149,22 @@ def test_files_written_atomically_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0, -0.1])
+def test_a_learning_rate_that_is_not_a_positive_number_is_refused(tiny_data, tmp_path, lr):
+    with pytest.raises(UserError, match="learning rate must be a positive number"):
+        train("resnet-cifar", tiny_data, tmp_path / "run", device="cpu", workers=0, progress=False,
+                     model="resnet-20", iterations=2, lr=lr)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_diverging_run_stops_with_an_error_and_saves_nothing_of_it(tiny_data, tmp_path):
+    """lr 1e6: the loss is NaN after the first steps; the run stops at the
+    next read of the sums (here the end of the first epoch), before a
+    validation row or a checkpoint of NaN weights is written."""
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match="training diverged by step 5: the training loss is nan"):
+        train("resnet-cifar", tiny_data, run, device="cpu", workers=0, progress=False, data_loader="resident",
+                     model="resnet-20", batch_size=5, iterations=20, milestones=[10], lr=1e6)
+    assert not (run / "last.pt").exists() and not (run / "best.pt").exists() and not (run / "metrics.jsonl").exists()

@@ -84,8 +84,9 @@ def _validate(plan: dict, num_classes: int) -> torch.nn.Module:
     bs = plan["optim"]["batch_size"]
     if not isinstance(bs, int) or bs < 1:
         raise UserError(f"batch_size must be a positive whole number, not {bs!r}")
-    if plan["optim"]["lr"] <= 0:
-        raise UserError(f"the learning rate must be positive, not {plan['optim']['lr']}")
+    lr = plan["optim"]["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise UserError(f"the learning rate must be a positive number, not {lr!r}")
     return build(plan["network"], num_classes, d["image_size"], **plan["model"])
 
 
@@ -374,6 +375,10 @@ def train(
                     now = time.perf_counter()
                     counts = torch.cat((totals, torch.tensor([images], dtype=torch.float64, device=dev)))
                     loss, errors, seen = world.sum(counts).tolist()
+                    if not math.isfinite(loss):  # diverged: stop before anything of it is validated or saved
+                        kept = f" ({last_path} holds the run before it)" if last_path.exists() else ""
+                        raise UserError(f"training diverged by step {step}: the training loss is {loss} at learning rate "
+                                        f"{sched.lr():g}; lower the learning rate{kept}")
                     if seen:
                         sched.after_interval(100.0 * errors / seen)  # the end of a warm-up
                     sums["seconds"] += now - tick
