@@ -168,3 +168,20 @@ def test_a_diverging_run_stops_with_an_error_and_saves_nothing_of_it(tiny_data, 
         train("resnet-cifar", tiny_data, run, device="cpu", workers=0, progress=False, data_loader="resident",
                      model="resnet-20", batch_size=5, iterations=20, milestones=[10], lr=1e6)
     assert not (run / "last.pt").exists() and not (run / "best.pt").exists() and not (run / "metrics.jsonl").exists()
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tiny_data, tmp_path):
+    """While one process trains into --out (it holds out/.lock), another
+    train into the same folder, fresh or --resume, stops with one line and
+    writes nothing there."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "a") as held:  # what a running `ilsvrc train` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UserError, match="another ilsvrc train is writing to"):
+            train("resnet-cifar", tiny_data, run, device="cpu", workers=0, progress=False, model="resnet-20", iterations=2)
+        assert {p.name for p in run.iterdir()} == {".lock"}
+    train("resnet-cifar", tiny_data, run, device="cpu", workers=0, progress=False, model="resnet-20", iterations=2)
+    assert (run / "last.pt").exists()  # released: the folder takes a run again

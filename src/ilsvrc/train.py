@@ -31,6 +31,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+try:
+    import fcntl  # POSIX: the run folder's lock
+except ImportError:
+    fcntl = None
+
 from . import checkpoint as ckpts
 from . import recipes
 from .data.default import default_data
@@ -287,11 +292,12 @@ def train(
                 train_step(x, y, scale)
             yield n
 
-    writer = None
+    writer = lock = None
     if main:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _lock(out)  # before anything in the folder is written
         if ckpt is not None:
             _keep_rows_until(metrics_path, step)
-        out.mkdir(parents=True, exist_ok=True)
         config = {"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
                   "processes": world.size, "loader": batches.kind}
         ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
@@ -425,10 +431,28 @@ def train(
     finally:
         if writer is not None:
             writer.close()
+        if lock is not None:
+            lock.close()
         leave(world)
     if stop:
         raise Interrupted(f"interrupted at step {step}; {last_path} holds the run, continue it with --resume")
     return row
+
+
+def _lock(out: Path):
+    """An exclusive lock on run folder ``out`` while this process trains in
+    it (``out/.lock``, released when the file closes, also when the process
+    dies): a second ``train`` into the same folder, a fresh run or a
+    ``--resume`` while the first still runs, is refused instead of mixing its
+    rows and checkpoints into the first's. (Without ``fcntl``: no lock.)"""
+    f = open(out / ".lock", "a")
+    if fcntl is not None:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise UserError(f"another ilsvrc train is writing to {out}; wait for it to end, or choose another --out") from None
+    return f
 
 
 def _zero_sums() -> dict:
