@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from ilsvrc import recipes, train
+from ilsvrc import UserError, recipes, train
 from ilsvrc.data.transforms import PaperTransforms
 from ilsvrc.models import build, entry, names
 from ilsvrc.schedule import check as check_schedule
@@ -94,3 +94,20 @@ def test_recipe_trains_and_lowers_the_loss(recipe, sixteen, tmp_path):
     assert len(losses) == STEPS and all(map(lambda v: v == v, losses))
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.05, losses
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"lr": "0.1"}, "lr must be a number"),
+    ({"milestones": "abc"}, "milestones must be a list"),
+    ({"milestones": ["a"]}, "milestones must be a list of whole numbers"),
+    ({"iterations": 6.5}, "iterations must be a whole number"),
+    ({"flip": 1}, "flip must be true or false"),
+    ({"network": {"a": 1}}, "network must be a model name"),
+])
+def test_an_override_of_the_wrong_kind_is_refused_in_one_line(override, message):
+    with pytest.raises(UserError, match=message):
+        recipes.resolve("resnet-cifar", **override)
+
+
+def test_a_whole_number_serves_for_a_number():
+    assert recipes.resolve("resnet-cifar", lr=1, milestones=[3, 4])["optim"]["lr"] == 1

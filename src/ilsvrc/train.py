@@ -72,6 +72,7 @@ def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str |
         table = next((t for t in recipes.TABLES if key in plan[t]), None)
         if table is None:
             raise UserError(f"recipe {plan['recipe']} has no setting {key}")
+        recipes.check_type(key, plan[table][key], value)
         if plan[table][key] != value and key not in RESUMABLE:
             raise UserError(
                 f"--resume continues the run as it was started: {key} is {plan[table][key]!r} in the checkpoint, not {value!r}"

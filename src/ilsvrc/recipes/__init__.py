@@ -118,7 +118,10 @@ def resolve(name: str, **overrides) -> dict:
                 data[key] = _scaled(data[key], ratio)
     for key, value in overrides.items():
         if value is not None:
+            check_type(key, recipe[where[key]][key], value)
             recipe[where[key]][key] = value
+    if network is not None and not isinstance(network, str):
+        raise UserError(f"network must be a model name, not {network!r}")
     if network is not None:
         from ..models import entry
 
@@ -129,6 +132,40 @@ def resolve(name: str, **overrides) -> dict:
         recipe["network"] = network
     recipe["recipe"] = name
     return recipe
+
+
+def _kind(value) -> str:
+    """The kind of a recipe value, as a user would name it."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a whole number" if isinstance(value, int) else "a number"
+    if isinstance(value, str):
+        return "a word"
+    if isinstance(value, list):
+        return f"a list of {'whole numbers' if value and isinstance(value[0], int) else 'values'} like the recipe's"
+    return type(value).__name__
+
+
+def check_type(key: str, paper, value) -> None:
+    """Raise UserError when ``value`` is not of the kind of the recipe's
+    ``paper`` value (a number where the recipe has a number, a list of
+    numbers where it has one, ...): ``--set lr='0.1'`` is refused here
+    rather than failing deep inside training. A whole number serves where
+    the recipe has a number."""
+    def fits(old, new) -> bool:
+        if isinstance(old, bool) or isinstance(new, bool):
+            return isinstance(old, bool) and isinstance(new, bool)
+        if isinstance(old, float):
+            return isinstance(new, (int, float))
+        if isinstance(old, int):
+            return isinstance(new, int)
+        if isinstance(old, list):
+            return isinstance(new, list) and (not old or all(fits(old[0], v) for v in new))
+        return isinstance(new, type(old))
+
+    if not fits(paper, value):
+        raise UserError(f"{key} must be {_kind(paper)} (the recipe has {paper!r}), not {value!r}")
 
 
 def parse_setting(text: str) -> tuple[str, object]:
