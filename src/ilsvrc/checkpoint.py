@@ -57,3 +57,13 @@ def load(path: str | os.PathLike) -> dict:
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise UserError(f"{path} is not an ilsvrc checkpoint")
     return ckpt
+
+
+def mismatch(error: RuntimeError, most: int = 300) -> str:
+    """What ``load_state_dict``'s error says is wrong, in one line: its first
+    missing, unexpected or mis-sized entry (the line after the error's
+    "Error(s) in loading state_dict for X:" heading), at most ``most``
+    characters."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
+    return detail if len(detail) <= most else detail[: most - 3] + "..."

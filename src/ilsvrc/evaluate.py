@@ -44,7 +44,7 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise UserError(f"checkpoint does not match the {plan['network']} it names: {str(e).splitlines()[0]}") from None
+        raise UserError(f"checkpoint does not match the {plan['network']} it names: {ckpts.mismatch(e)}") from None
     return model
 
 

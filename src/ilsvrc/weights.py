@@ -17,6 +17,7 @@ import os
 import torch
 from torch import nn
 
+from .checkpoint import mismatch
 from .errors import UserError
 from .models import build, entry, names
 
@@ -57,5 +58,5 @@ def load_torchvision(arch: str, path: str | os.PathLike, num_classes: int = 1000
     try:
         model.load_state_dict(converted)
     except (RuntimeError, KeyError, ValueError) as e:
-        raise UserError(f"{path} does not hold torchvision's {arch} with {num_classes} classes: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{path} does not hold torchvision's {arch} with {num_classes} classes: {mismatch(e)}") from None
     return model
