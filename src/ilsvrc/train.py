@@ -90,8 +90,8 @@ def _validate(plan: dict, num_classes: int) -> torch.nn.Module:
     bs = plan["optim"]["batch_size"]
     if not isinstance(bs, int) or bs < 1:
         raise UserError(f"batch_size must be a positive whole number, not {bs!r}")
-    lr = plan["optim"]["lr"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    lr = plan["optim"]["lr"]  # a number: recipes.check_type saw to that
+    if not math.isfinite(lr) or lr <= 0:
         raise UserError(f"the learning rate must be a positive number, not {lr!r}")
     return build(plan["network"], num_classes, d["image_size"], **plan["model"])
 

@@ -105,10 +105,6 @@ class ResidentFeed:
         self.counter = torch.zeros((), dtype=torch.long, device=dev)  # the epoch's next batch
         self.ramp = torch.arange(batch_size, device=dev)
 
-    def steps(self) -> int:
-        """Batches in an epoch."""
-        return -(-len(self.split) // self.batch_size)
-
     def size(self, b: int) -> int:
         """Images in batch ``b`` of an epoch."""
         return min(self.batch_size, len(self.split) - b * self.batch_size)

@@ -92,7 +92,7 @@ MAX_GROUP_CHANNELS = 256  # 118 registers; a row of 512 took all 255: wider grou
 
 # Whether LocalResponseNorm uses the kernels on a GPU. Off until a GPU run has
 # checked them (tests/test_lrn_triton.py on CUDA) and timed them
-# (benchmarks/step.py --lrn-kernel): the session that wrote them had no GPU
+# (benchmarks/step.py --variants): the session that wrote them had no GPU
 # time left. ILSVRC_LRN_KERNEL=1 (or use(True)) turns them on.
 ENABLED = os.environ.get("ILSVRC_LRN_KERNEL", "0") == "1"
 
