@@ -45,7 +45,7 @@ from .data.stats import Stats, load_or_compute
 from .data.transforms import TEST_CROPS, PaperTransforms
 from .device import default_workers, pick_device
 from .distributed import join, leave
-from .errors import Interrupted, UserError
+from .errors import Diverged, Interrupted, UserError
 from .evaluate import evaluate_model
 from .models import build
 from .schedule import Schedule
@@ -115,7 +115,7 @@ def _init_from(model: torch.nn.Module, path, network: str) -> None:
         raise UserError(f"cannot initialise {network} from {path}: {e}") from None
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     """This process's random state (dropout draws from it)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -123,7 +123,7 @@ def _rng_state() -> dict:
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -131,7 +131,7 @@ def _set_rng_state(state: dict) -> None:
 
 def _append_row(path: Path, row: dict) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(row, allow_nan=False) + "\n")  # a NaN is not JSON: it stops the run instead (fold)
         f.flush()
 
 
@@ -143,7 +143,33 @@ def _keep_rows_until(path: Path, step: int) -> None:
     ckpts.atomic_write(path, lambda f: f.write("".join(r + "\n" for r in rows).encode()))
 
 
-def train(
+def train(*args, **kwargs) -> dict:
+    """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
+
+    ``overrides`` replace recipe values by name (``epochs=1``, ``lr=0.02``,
+    ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
+    stops after that many optimizer steps in all. ``data_loader`` is where
+    batches come from: "resident", "stream", "workers" or "auto" (see
+    ``data/sources.py``). ``compile``: how the training step runs
+    (``step.py``): None picks (on a GPU, the whole step captured as CUDA
+    graphs when the data is resident, else the compiled network; eager on
+    the CPU), False is eager, True the best compiled mode, or a mode name
+    ("eager", "default", "graph"). ``until_top1_error``: stop after the
+    first validation whose top-1 error (percent) is at most this. ``model``:
+    another network of the recipe than its default (``resnet-110`` for
+    ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
+    model (VGG's deeper configurations from a trained A). Returns the last
+    metrics row. The arguments are ``training``'s.
+    """
+    steps = training(*args, **kwargs)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def training(
     recipe: str = "alexnet",
     data=None,
     out="runs/alexnet",
@@ -160,30 +186,23 @@ def train(
     until_top1_error: float | None = None,
     model: str | None = None,
     init_from=None,
+    stop=None,
+    label: str | None = None,
     **overrides,
-) -> dict:
-    """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
-
-    ``overrides`` replace recipe values by name (``epochs=1``, ``lr=0.02``,
-    ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
-    stops after that many optimizer steps in all. ``data_loader`` is where
-    batches come from: "resident", "stream", "workers" or "auto" (see
-    ``data/sources.py``). ``compile``: how the training step runs
-    (``step.py``): None picks (on a GPU, the whole step captured as CUDA
-    graphs when the data is resident, else the compiled network; eager on
-    the CPU), False is eager, True the best compiled mode, or a mode name
-    ("eager", "default", "graph"). ``until_top1_error``: stop after the
-    first validation whose top-1 error (percent) is at most this. ``model``:
-    another network of the recipe than its default (``resnet-110`` for
-    ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
-    model (VGG's deeper configurations from a trained A). Returns the last
-    metrics row.
-    """
+):
+    """``train`` one step at a time: a generator that yields after each
+    optimizer step and returns the last metrics row (``StopIteration.value``),
+    so that several runs can take turns in one process (``together.py``).
+    ``stop``: a ``StopRequest`` shared by such runs (default: the run's own),
+    which one Ctrl-C or SIGTERM sets for all of them; ``label``: the run's
+    name before each epoch's line."""
     out = Path(out)
     last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
 
     # Everything is checked before anything is written (DESIGN.md: a user
     # error leaves the run directory as it was).
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
     if resume:
         if not last_path.exists():
             raise UserError(f"nothing to resume: {last_path} does not exist")
@@ -250,7 +269,7 @@ def train(
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["schedule"])
         epoch, position, step, best, sums = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["best_top1"], ckpt["sums"]
-        _set_rng_state(ckpt["rng"][world.rank % len(ckpt["rng"])])
+        set_rng_state(ckpt["rng"][world.rank % len(ckpt["rng"])])
     else:
         torch.manual_seed(seed + world.rank)  # dropout masks differ between ranks
     net = model
@@ -301,14 +320,26 @@ def train(
             _keep_rows_until(metrics_path, step)
         config = {"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
                   "processes": world.size, "loader": batches.kind}
-        ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+        ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2, allow_nan=False).encode()))
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"))
 
+    def diverged(what: str) -> Diverged:
+        kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written"
+        return Diverged(f"training diverged by step {step}: {what} at learning rate {sched.lr():g}; {kept}; "
+                        "lower the learning rate")
+
+    def check_weights() -> None:
+        """Nothing of a diverged run is validated or saved: the loss read last
+        can be finite while the update after it made the weights NaN."""
+        if (key := ckpts.nonfinite(model.state_dict())) is not None:
+            raise diverged(f"{key} holds NaN or infinite values")
+
     def save_last(complete: bool) -> None:
         """last.pt: everything a resumed run needs, at the current position."""
-        rng = world.gather(_rng_state())  # every rank's, so that each resumes its own dropout stream
+        check_weights()
+        rng = world.gather(rng_state())  # every rank's, so that each resumes its own dropout stream
         if main:
             ckpts.atomic_save(_state(complete) | {"optimizer": opt.state_dict(), "schedule": sched.state_dict(),
                                                   "best_top1": best, "rng": rng}, last_path)
@@ -324,6 +355,7 @@ def train(
     def finish_epoch(complete: bool) -> dict:
         """Validate, log one row, step the schedule and write checkpoints."""
         nonlocal best
+        check_weights()
         val = evaluate_model(model, batches.test(), dev, world=world)
         n = max(sums["images"], 1)
         row = {
@@ -355,14 +387,14 @@ def train(
         save_last(complete)
         if main:
             tqdm.write(
-                f"epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
+                f"{label + ': ' if label else ''}epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
                 f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
                 f" | lr {row['lr']:.2g} | {row['images_per_s']:.0f} img/s"
             )
         return row
 
     row: dict = {}
-    stop = _StopRequest()
+    stop = StopRequest() if stop is None else stop  # (a StopRequest is falsy until it is set)
     last_save = time.monotonic()
     try:
         with stop:
@@ -383,9 +415,7 @@ def train(
                     counts = torch.cat((totals, torch.tensor([images], dtype=torch.float64, device=dev)))
                     loss, errors, seen = world.sum(counts).tolist()
                     if not math.isfinite(loss):  # diverged: stop before anything of it is validated or saved
-                        kept = f" ({last_path} holds the run before it)" if last_path.exists() else ""
-                        raise UserError(f"training diverged by step {step}: the training loss is {loss} at learning rate "
-                                        f"{sched.lr():g}; lower the learning rate{kept}")
+                        raise diverged(f"the training loss is {loss}")
                     if seen:
                         sched.after_interval(100.0 * errors / seen)  # the end of a warm-up
                     sums["seconds"] += now - tick
@@ -416,6 +446,7 @@ def train(
                         fold()
                         save_last(complete=False)
                         last_save = time.monotonic()
+                    yield
                 bar.close()
                 fold()
                 complete = position >= steps_per_epoch
@@ -460,30 +491,39 @@ def _zero_sums() -> dict:
     return {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
 
 
-class _StopRequest:
+class StopRequest:
     """Turns the first SIGINT or SIGTERM into a request to stop after the
     current step (a second SIGINT interrupts at once)."""
 
     def __init__(self):
         self.requested = False
         self._old = {}
+        self._depth = 0  # runs inside it: shared by runs taking turns, it is installed once
 
     def __bool__(self) -> bool:
         return self.requested
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.requested and signum == signal.SIGINT:  # the second Ctrl-C: stop at once, and only once
+            self._restore()  # (atomic writes hold a Ctrl-C until the file is whole: raised inside torch.save it aborts)
             raise KeyboardInterrupt
         self.requested = True
         tqdm.write("stopping after this step (Ctrl-C again to stop at once)")
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        self._depth += 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth == 0:
+            self._restore()
+        return False
+
+    def _restore(self) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
-        return False
+        self._old = {}

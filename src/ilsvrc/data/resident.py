@@ -7,6 +7,8 @@ the same order and with the same random draws as the worker loader's
 (``loaders.EpochOrder`` and the per-image seeds), so both paths train alike.
 """
 
+import weakref
+
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -73,6 +75,20 @@ class ResidentSplit:
             imgs = self.images[idx]
             x = transforms.train(imgs, sd) if crops == 0 else transforms.test(imgs, crops)
             yield Batch(x, self.labels[idx], [])
+
+
+_SHARED = weakref.WeakValueDictionary()  # the resident splits in use, by what they hold
+
+
+def shared(split, size: int, device: torch.device, workers: int = 0, progress: bool = True) -> ResidentSplit:
+    """``split`` resident on ``device``, decoded once for all the runs of this
+    process that use it at the same time (``together.py``: eight CIFAR-10
+    runs hold one copy, decoded once); freed when the last of them ends."""
+    key = (split.fingerprint(), size, str(device))
+    found = _SHARED.get(key)
+    if found is None:
+        found = _SHARED[key] = ResidentSplit(split, size, device, workers, progress)
+    return found
 
 
 class ResidentFeed:

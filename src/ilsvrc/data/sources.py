@@ -18,7 +18,7 @@ import torch
 
 from .batched import BatchTransforms
 from .loaders import Images, loader
-from .resident import ResidentFeed, ResidentSplit, fits
+from .resident import ResidentFeed, fits, shared
 from .store import PackedSplit
 from .streamed import StreamedSplit
 from .transforms import PaperTransforms
@@ -72,8 +72,8 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
             lambda: loader(test_images, test_batch, shuffle=False, workers=workers, pin_memory=pin, **shard),
         )
     if kind == "resident":
-        train_split = ResidentSplit(dataset.train, size, device, workers, progress)
-        test_split = ResidentSplit(dataset.heldout, size, device, workers, progress)
+        train_split = shared(dataset.train, size, device, workers, progress)
+        test_split = shared(dataset.heldout, size, device, workers, progress)
     elif kind == "stream":
         if not isinstance(dataset.train, PackedSplit):
             raise ValueError("--loader stream needs a packed store as --data (ilsvrc pack)")
