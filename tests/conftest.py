@@ -3,6 +3,10 @@ generated otherwise, so the suite runs anywhere without downloads."""
 
 import importlib.util
 import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +82,45 @@ def snapshot(folder: Path) -> dict:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def user_error(capsys, argv, code: int = 2) -> str:
+    """Run the CLI in this process, check the exit code (2: a user error)
+    and a single line on stderr; return that line."""
+    from ilsvrc.cli import main
+
+    try:
+        got = main(argv)
+    except SystemExit as e:  # argparse
+        got = e.code
+    err = capsys.readouterr().err
+    assert got == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def cli_with(folder: Path, patch: str = "") -> list[str]:
+    """The command line of ``ilsvrc`` in a fresh Python process that first
+    runs ``patch`` (code that makes the process interrupt or kill itself at a
+    chosen moment; ``os``, ``signal`` and ``sys`` are imported): what a
+    signal does at that moment, every time, however fast the machine. Ctrl-C
+    works as in a terminal even where the tests run as a background job
+    (whose processes start with SIGINT ignored)."""
+    script = folder / f"ilsvrc-{abs(hash(patch)):x}.py"
+    script.write_text("import os, signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                      + textwrap.dedent(patch) + "\nfrom ilsvrc.cli import main\nsys.exit(main())\n")
+    return [sys.executable, str(script)]
+
+
+def started(cmd: list[str], until: Path) -> subprocess.Popen:
+    """``cmd`` running, once file ``until`` exists (or it has ended, or 4
+    minutes have passed); its stderr is a text pipe."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not until.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
 
 
 def load_benchmark(name: str):

@@ -10,7 +10,7 @@ import torch
 
 from ilsvrc.cli import main
 
-from conftest import make_images, snapshot
+from conftest import make_images, snapshot, user_error
 
 FAST = ["--image-size", "64", "--device", "cpu", "--workers", "0", "--no-progress"]
 
@@ -20,19 +20,6 @@ def trained_run(tmp_path_factory, tiny_data):
     out = tmp_path_factory.mktemp("cli") / "run"
     assert main(["train", "--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--batch-size", "8", *FAST]) == 0
     return out
-
-
-def user_error(capsys, argv) -> str:
-    """Run the CLI, check exit code 2 and a single stderr line; return it."""
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_missing_data_folder(capsys, tmp_path):

@@ -1,16 +1,19 @@
 """Training (AlexNet Sec. 5): it learns, it logs, and it resumes exactly."""
 
 import json
+import os
+import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from ilsvrc import UserError, evaluate, predict, train
 from ilsvrc.cli import main
+
+from conftest import cli_with, started
 
 SMALL = dict(image_size=64, device="cpu", workers=0, progress=False)
 
@@ -92,34 +95,71 @@ def test_eval_and_predict_work_from_the_checkpoint_alone(tiny_data, tmp_path, ca
     assert lines[0] == str(image) and len(lines) == 4 and all("%" in line for line in lines[1:])
 
 
-def test_killed_training_continues_with_resume(tiny_data, tmp_path):
-    """SIGKILL after the first epoch's checkpoint, then --resume: all epochs, each logged once."""
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ilsvrc", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "4",
-           "--batch-size", "4", "--image-size", "64", "--device", "cpu", "--workers", "0", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # soon after epoch 1 ended (its row is written before its last.pt)
-    proc.wait()
-    done = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert done and done[-1] < 4, "the run finished before it could be killed"
-    result = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
-    assert [r["step"] for r in rows] == [6, 12, 18, 24]
+# The process kills itself at its k-th event: an optimizer step done, or a
+# file about to be synced (a checkpoint written but not yet renamed into place).
+KILL = """
+    import torch
+    from ilsvrc import schedule
+
+    torch.set_num_threads(1)  # the run never killed trains beside the others, on the other core
+    kill_at, events = int(os.environ["KILL_AT"]), [0]
+
+    def event():
+        events[0] += 1
+        if events[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    after_step, fsync = schedule.Schedule.after_step, os.fsync
+
+    def step_then_event(self, step):
+        after_step(self, step)
+        event()
+
+    def event_then_fsync(fd):
+        event()
+        fsync(fd)
+
+    schedule.Schedule.after_step, os.fsync = step_then_event, event_then_fsync
+"""
+
+
+def test_killed_training_ends_bitwise_where_the_uninterrupted_run_ends(tiny_data, tmp_path):
+    """SIGKILL at 5 random moments (seeded), each followed by --resume (or a
+    fresh start where no last.pt was written yet): the weights at the end are
+    bitwise those of the run never killed, and every epoch is logged once.
+    A checkpoint every step (--checkpoint-minutes 0) puts kills inside writes."""
+    def cmd(out):
+        return cli_with(tmp_path, KILL) + [
+            "train", "--data", str(tiny_data), "--out", str(out), "--recipe", "resnet-cifar", "--model", "resnet-20",
+            "--set", "iterations=24", "--batch-size", "4", "--checkpoint-minutes", "0", "--device", "cpu", "--workers", "0",
+            "--no-progress"] + (["--resume"] if (out / "last.pt").exists() else [])
+
+    def env(kill_at: int) -> dict:
+        return os.environ | {"KILL_AT": str(kill_at)}
+
+    once = subprocess.Popen(cmd(tmp_path / "once"), env=env(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out, rng = tmp_path / "killed", random.Random(14)
+    for kill_at in [rng.randint(1, 9) for _ in range(5)]:  # at most 4 of the 24 steps each: every one is killed
+        r = subprocess.run(cmd(out), env=env(kill_at), capture_output=True, text=True, timeout=300)
+        assert r.returncode == -signal.SIGKILL, r.stderr
+    r = subprocess.run(cmd(out), env=env(0), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert once.wait(timeout=300) == 0, once.stderr.read()
+    a, b = weights(tmp_path / "once" / "last.pt"), weights(out / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def rows(run):
+        return [(r["epoch"], r["step"], r["train_loss"], r["val_top1_error"])
+                for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+    assert rows(out) == rows(tmp_path / "once") and [r[1] for r in rows(out)] == [6, 12, 18, 24]
 
 
 def test_sigterm_saves_the_place_and_exits_130(tiny_data, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "ilsvrc", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "50",
            "--batch-size", "4", "--image-size", "64", "--device", "cpu", "--workers", "0", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    proc = started(cmd, until=out / "last.pt")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -139,8 +179,6 @@ def test_compiled_training_matches_eager(tiny_data, tmp_path):
 
 def test_files_written_atomically_get_ordinary_permissions(tmp_path):
     """Checkpoints and exports are shared: mkstemp's owner-only 0600 must not stick."""
-    import os
-
     from ilsvrc.checkpoint import atomic_write
 
     old = os.umask(0o022)
@@ -151,9 +189,11 @@ def test_files_written_atomically_get_ordinary_permissions(tmp_path):
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
 
 
-@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0, -0.1])
-def test_a_learning_rate_that_is_not_a_positive_number_is_refused(tiny_data, tmp_path, lr):
-    with pytest.raises(UserError, match="learning rate must be a positive number"):
+@pytest.mark.parametrize("lr, words", [(float("nan"), "lr must be a finite number"), (float("inf"), "lr must be a finite number"),
+                                       (0.0, "learning rate must be a positive number"),
+                                       (-0.1, "learning rate must be a positive number")])
+def test_a_learning_rate_that_is_not_a_positive_number_is_refused(tiny_data, tmp_path, lr, words):
+    with pytest.raises(UserError, match=words):
         train("resnet-cifar", tiny_data, tmp_path / "run", device="cpu", workers=0, progress=False,
                      model="resnet-20", iterations=2, lr=lr)
     assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -1,24 +1,33 @@
 """The ``ilsvrc`` command: parses arguments and calls the Python API.
 
-A ``UserError`` is printed as one line on stderr with exit code 2; so is any
-argument mistake. Everything here can be done from Python:
-``ilsvrc.train``, ``ilsvrc.evaluate``, ``ilsvrc.predict``, ``ilsvrc.stats``.
+A ``UserError``, an argument mistake or an error the operating system reports
+(read-only folder, no space left, permission denied) is printed as one line on
+stderr with exit code 2; a diverged run exits with 3, an interrupted one with
+130 (README, "Exit codes and errors"). Everything here can be done from
+Python: ``ilsvrc.train``, ``ilsvrc.evaluate``, ``ilsvrc.predict``,
+``ilsvrc.stats``.
 """
 
 import argparse
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from . import __version__
-from .errors import Interrupted, UserError
+from .errors import Diverged, Interrupted, UserError
 from .evaluate import VIEWS
 from .step import parse_compile
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors on one line (the usage is in --help)."""
+    """argparse, with its errors on one line (the usage is in --help), and no
+    abbreviated flags (``--epoch`` is not silently ``--epochs``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -54,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a recipe (default: the AlexNet paper's)")
     t.add_argument("--recipe", default="alexnet", help="recipe name (default: alexnet; `ilsvrc models` lists them)")
     t.add_argument("--model", help="another network of the recipe than its default (e.g. resnet-110 with --recipe resnet-cifar)")
-    t.add_argument("--data", help="ImageFolder root with train/ and val/ (default: $ILSVRC_DATA/imagenette, or Imagenette downloaded to the cache)")
+    t.add_argument("--data", help="a dataset's name (`ilsvrc data` lists them: cifar10, imagenette...) or an ImageFolder root with"
+                   " train/ and val/ (default: $ILSVRC_DATA/imagenette, or Imagenette downloaded to the cache)")
     t.add_argument("--out", help="run directory (default: runs/RECIPE)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--epochs", type=int, help="recipe override: epochs")
@@ -63,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, help="recipe override: network input size (the rescaled size follows: 224 of 256)")
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--preset", choices=("demo",),
+                   help="demo: the recipe's network and pipeline at a size that trains in minutes on a CPU (its [demo]"
+                   " values; the flags given win)")
+    t.add_argument("--runs", type=int, default=1, metavar="N",
+                   help="train N runs, seeds SEED to SEED+N-1, side by side into OUT/seed<S>, and print each figure's"
+                   " mean ± std over them (default: 1)")
     t.add_argument("--loader", default="auto", choices=("auto", "resident", "stream", "workers"),
                    help="resident: decode once, keep on the device; stream: decode a packed store on the device batch by batch;"
                    " workers: decode on the CPU every epoch (default: auto)")
@@ -116,10 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--workers", type=int, default=None)
     k.add_argument("--no-progress", action="store_true")
 
-    x = sub.add_parser("export", help="write a checkpoint's network as TorchScript or ONNX, to run without ilsvrc")
+    x = sub.add_parser("export", help="write a checkpoint's network as a torch.export program, ONNX or TorchScript, to run without ilsvrc")
     x.add_argument("checkpoint", help="a .pt file or a run directory")
     x.add_argument("out", help="the file to write (a JSON description is written beside it)")
-    x.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"), help="default: torchscript")
+    x.add_argument("--format", default="pt2", choices=("pt2", "onnx", "torchscript"),
+                   help="pt2: torch.export.load(OUT).module() runs it (default); onnx: onnxruntime; torchscript: torch.jit.load")
+    x.add_argument("--force", action="store_true", help="overwrite OUT (and OUT.json) if they exist")
 
     m = sub.add_parser("models", help="every model with its parameter count, paper and recipe")
     m.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -127,11 +145,15 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("experiment", help="re-run a paper's experiment: its networks, figures and tables (ilsvrc report shows them)")
     r.add_argument("name", help="experiment name; --list shows them", nargs="?")
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
-    r.add_argument("--data", help="ImageFolder root (default: $ILSVRC_DATA/cifar10 or /imagenette, as the experiment needs)")
+    r.add_argument("--data", help="a dataset's name or an ImageFolder root (default: $ILSVRC_DATA/cifar10 or /imagenette, as the experiment needs)")
     r.add_argument("--budget", default="quick", choices=("quick", "paper"),
                    help="quick: small sizes, minutes on a CPU; paper: the paper's recipe, for a GPU (default: quick)")
     r.add_argument("--out", help="output folder (default: experiments/NAME-BUDGET); run again to resume")
     r.add_argument("--checkpoint", help="alexnet-fig3, alexnet-fig4: a trained AlexNet (.pt or run directory) instead of training one")
+    r.add_argument("--runs", type=int, default=1, metavar="N",
+                   help="train each network N times (seeds 0 to N-1); figures as mean ± std over them (default: 1)")
+    r.add_argument("--together", type=int, metavar="N",
+                   help="train at most N runs at once, side by side in one process (default: all on a GPU, 1 on a CPU)")
     r.add_argument("--device", default="auto")
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--no-progress", action="store_true")
@@ -139,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     o = sub.add_parser("report", help="a Markdown and HTML page of experiment results beside the papers' numbers")
     o.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by ilsvrc experiment")
     o.add_argument("--out", required=True, help="folder for report.md, report.html and figures/")
+
+    ds = sub.add_parser("data", help="the datasets that --data NAME finds ($ILSVRC_DATA, then the cache)")
+    ds.add_argument("--json", action="store_true", help="print the list as JSON")
 
     s = sub.add_parser("stats", help="compute (or show the cached) mean image and RGB eigenvectors of a training set")
     s.add_argument("data", help="ImageFolder root with train/")
@@ -170,12 +195,18 @@ def _train(a) -> int:
 
     overrides = dict(parse_setting(text) for text in a.set)
     overrides.update({k: v for k in ("epochs", "batch_size", "lr", "image_size", *SWITCHES) if (v := getattr(a, k)) is not None})
-    row = train(
-        a.recipe, a.data, a.out or f"runs/{a.model or a.recipe}", max_steps=a.max_steps, device=a.device,
-        workers=a.workers, seed=a.seed, resume=a.resume, progress=not a.no_progress,
-        checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader, compile=a.compile, model=a.model,
-        init_from=a.init_from, **overrides,
-    )
+    run = dict(max_steps=a.max_steps, device=a.device, workers=a.workers, seed=a.seed, resume=a.resume,
+               progress=not a.no_progress, checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader,
+               compile=a.compile, model=a.model, init_from=a.init_from, preset=a.preset, **overrides)
+    out = a.out or f"runs/{a.model or a.recipe}"
+    if a.runs != 1:
+        from .together import train_runs
+
+        result = train_runs(a.runs, out, recipe=a.recipe, data=a.data, **run)
+        for k, v in result["spread"].items():
+            print(f"{k}: {v}")
+        return 0
+    row = train(a.recipe, a.data, out, **run)
     print(json.dumps(row) if row else "nothing to do: the run has already reached its end")
     return 0
 
@@ -198,7 +229,7 @@ def _eval(a) -> int:
 def _export(a) -> int:
     from .export import export
 
-    path = export(a.checkpoint, a.out, format=a.format)
+    path = export(a.checkpoint, a.out, format=a.format, force=a.force)
     print(f"{path} ({a.format}); how to feed it: {path}.json")
     return 0
 
@@ -232,10 +263,26 @@ def _predict(a) -> int:
     return 0
 
 
+def _data(a) -> int:
+    from .data.default import available, homes
+
+    found = available()
+    if a.json:
+        print(json.dumps(found))
+        return 0
+    print(f"looked in: {', '.join(map(str, homes()))}")
+    for d in found:
+        print(f"{d['name']:16s} {d['classes']:5d} classes  {d['kind']:22s} {d['path']}")
+    if not found:
+        print("no datasets there: set ILSVRC_DATA to a folder of datasets (NAME/train/<class>/<image>), or pass --data DIR")
+    return 0
+
+
 def _stats(a) -> int:
+    from .data.default import find
     from .data.stats import for_dataset
 
-    st, path = for_dataset(a.data, recipe=a.recipe, image_size=a.image_size, workers=a.workers, progress=not a.no_progress)
+    st, path = for_dataset(find(a.data), recipe=a.recipe, image_size=a.image_size, workers=a.workers, progress=not a.no_progress)
     summary = {
         "size": st.size,
         "images": st.count,
@@ -254,9 +301,10 @@ def _stats(a) -> int:
 
 
 def _pack(a) -> int:
+    from .data.default import find
     from .data.store import pack
 
-    m = pack(a.data, a.out, size=a.size, encoding=a.format, quality=a.quality, part_mib=a.part_size,
+    m = pack(find(a.data), a.out, size=a.size, encoding=a.format, quality=a.quality, part_mib=a.part_size,
              workers=a.workers, progress=not a.no_progress)
     for name, info in m["splits"].items():
         size = sum((Path(a.out) / p["file"]).stat().st_size for p in info["parts"])
@@ -275,11 +323,14 @@ def _experiment(a) -> int:
         return 0
     command = "ilsvrc " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ilsvrc") else None
     path = experiments.run(a.name, a.data, a.out, budget=a.budget, device=a.device, progress=not a.no_progress,
-                           workers=a.workers, checkpoint=a.checkpoint, command=command)
+                           workers=a.workers, checkpoint=a.checkpoint, command=command, runs=a.runs,
+                           together=a.together)
     record = json.loads(path.read_text())
     print(f"{a.name} ({a.budget}) in {record['duration_s']:.0f} s on {record['device']}: {path}")
     for c in record["comparisons"]:
         measured = "not measured" if c["measured"] is None else f"{c['measured']:g}{c['unit']}"
+        if c.get("runs"):
+            measured += f" ± {c['std']:g} ({c['runs']} runs)"
         print(f"  {c['what']}: {measured} (paper {c['paper']:g}{c['unit']})")
     print(f"see it: ilsvrc report {path.parent} --out REPORT_DIR")
     return 0
@@ -297,21 +348,43 @@ def _one_line_warning(message, category, filename, lineno, line=None):
     return f"warning: {message}\n"
 
 
+COMMANDS = {"train": _train, "eval": _eval, "predict": _predict, "pack": _pack, "stats": _stats,
+            "models": _models, "data": _data, "export": _export, "experiment": _experiment, "report": _report}
+
+
+def _os_message(e: OSError) -> str:
+    """An error the operating system reports, as its words and the file it concerns."""
+    return f"{e.strerror or e}: {e.filename}" if e.filename is not None else str(e.strerror or e)
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    warnings.formatwarning = _one_line_warning
-    command = {"train": _train, "eval": _eval, "predict": _predict, "pack": _pack, "stats": _stats,
-               "models": _models, "export": _export, "experiment": _experiment, "report": _report}[args.command]
+    command = "ilsvrc"  # until the arguments are read: a Ctrl-C may come that early
     try:
-        return command(args)
+        args, unknown = _parser().parse_known_args(argv)
+        command = f"ilsvrc {args.command}"
+        if unknown:  # named with the command they were given to, which plain argparse leaves out
+            print(f"{command}: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+            return 2
+        warnings.formatwarning = _one_line_warning
+        return COMMANDS[args.command](args)
+    except Diverged as e:  # work stopped; the message names the last good checkpoint
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return 3
     except UserError as e:
-        print(f"ilsvrc {args.command}: error: {e}", file=sys.stderr)
+        print(f"{command}: error: {e}", file=sys.stderr)
         return 2
-    except Interrupted as e:  # training saved its place first
-        print(f"ilsvrc {args.command}: {e}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(f"ilsvrc {args.command}: interrupted", file=sys.stderr)
+    except OSError as e:
+        # the operating system's refusal (read-only, no space, not a folder...): not a bug of
+        # ours, and every file is written atomically, so nothing already written is lost.
+        # An OSError without an errno (io.UnsupportedOperation, a library's own) stays a bug.
+        if e.errno is None:
+            raise
+        print(f"{command}: error: {_os_message(e)}", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt) as e:  # Interrupted: training saved its place first
+        if argv is None:  # the process is the command and ends now: another Ctrl-C would only break its exit
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(f"{command}: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -1,13 +1,19 @@
-"""The project's own exception for mistakes a user can fix.
+"""The project's own exceptions for what a user can fix or chose to stop.
 
-A ``UserError`` is printed by the command line as one line on stderr with exit
-code 2 (DESIGN.md, "How the code should read"); anything else is a bug and
-keeps its traceback.
+The command line prints each as one line on stderr (DESIGN.md, "How the code
+should read"), with its own exit code: a ``UserError`` 2, ``Diverged`` 3,
+``Interrupted`` 130 (README, "Exit codes and errors"); anything else is a bug
+and keeps its traceback.
 """
 
 
 class UserError(Exception):
     """A bad path, flag, dataset or checkpoint: something the user can fix."""
+
+
+class Diverged(UserError):
+    """Training stopped because its loss or weights turned NaN or infinite;
+    the message names the step and the last good checkpoint."""
 
 
 class Interrupted(Exception):

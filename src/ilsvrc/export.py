@@ -1,9 +1,13 @@
 """Export a trained checkpoint as a file that runs without ilsvrc.
 
-``export(checkpoint, out, format)`` writes the network as TorchScript (load it
-with ``torch.jit.load``: needs only PyTorch) or ONNX (run it with
-onnxruntime: needs no PyTorch at all), and beside it ``<out>.json``, a
-sidecar that says how to feed it and what comes out.
+``export(checkpoint, out, format)`` writes the network as a ``torch.export``
+program (``pt2``, the default: load it with ``torch.export.load`` and call
+``.module()``; needs only PyTorch, and it is where PyTorch's deployment
+tools start: AOTInductor, ExecuTorch), ONNX (run it with onnxruntime: needs
+no PyTorch at all), or TorchScript (``torch.jit.load``; deprecated by
+PyTorch in favour of ``torch.export``, kept while torch ships it), and
+beside it ``<out>.json``, a sidecar that says how to feed it and what comes
+out.
 
 The exported graph's convention:
 
@@ -43,8 +47,8 @@ from .errors import UserError
 from .evaluate import model_from_checkpoint, transforms_from_checkpoint
 from .models import entry
 
-FORMATS = ("torchscript", "onnx")
-_SUFFIX = {"torchscript": "pt", "onnx": "onnx"}  # for the example file name in a message
+FORMATS = ("pt2", "onnx", "torchscript")
+_SUFFIX = {"pt2": "pt2", "torchscript": "pt", "onnx": "onnx"}  # for the example file name in a message
 INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
 ONNX_PACKAGES = ("onnx", "onnxscript")  # what torch.onnx.export's exporter imports
 ONNX_INSTALL = "pip install 'ilsvrc[export]'  (or: pip install onnx onnxscript onnxruntime)"
@@ -137,10 +141,11 @@ def sidecar(ckpt: dict, checkpoint, model_file: Path, format: str) -> dict:
     }
 
 
-def export(checkpoint, out, format: str = "torchscript") -> Path:
+def export(checkpoint, out, format: str = "pt2", force: bool = False) -> Path:
     """Write the network of ``checkpoint`` (a file or a run directory) to
-    ``out`` as ``format`` ("torchscript" or "onnx"), and ``<out>.json`` beside
-    it; returns the model file's path. See the module docstring for the
+    ``out`` as ``format`` ("pt2", "onnx" or "torchscript"), and ``<out>.json`` beside
+    it; returns the model file's path. An existing ``out`` or ``<out>.json``
+    is replaced only with ``force``. See the module docstring for the
     exported graph's input (0-255 RGB crops, mean subtracted inside) and
     output (softmax probabilities)."""
     if format not in FORMATS:
@@ -150,6 +155,9 @@ def export(checkpoint, out, format: str = "torchscript") -> Path:
         raise UserError(f"{out} is a folder; give the file to write, such as {out / ('model.' + _SUFFIX[format])}")
     if not out.parent.is_dir():
         raise UserError(f"output folder {out.parent} does not exist")
+    existing = next((p for p in (out, _sidecar_path(out)) if p.exists()), None)
+    if existing is not None and not force:
+        raise UserError(f"{existing} exists; pass --force to overwrite it, or choose another file")
     if format == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
@@ -161,13 +169,20 @@ def export(checkpoint, out, format: str = "torchscript") -> Path:
     size = ckpt["config"]["data"]["image_size"]
     example = wrapped.mean.expand(EXAMPLE_BATCH, 3, size, size).clone()
     with torch.no_grad():
-        if format == "torchscript":
-            _torchscript(wrapped, example, out)
-        else:
-            _onnx(wrapped, example, out)
+        {"pt2": _pt2, "torchscript": _torchscript, "onnx": _onnx}[format](wrapped, example, out)
     info = sidecar(ckpt, checkpoint, out, format)
-    ckpts.atomic_write(out.with_name(out.name + ".json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
+    ckpts.atomic_write(_sidecar_path(out), lambda f: f.write(json.dumps(info, indent=2).encode()))
     return out
+
+
+def _sidecar_path(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def _pt2(wrapped: Exported, example: torch.Tensor, out: Path) -> None:
+    """A ``torch.export`` program with a free batch size (``torch.export.save``'s file)."""
+    program = torch.export.export(wrapped, (example,), dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}})
+    ckpts.atomic_write(out, lambda f: torch.export.save(program, f))
 
 
 def _torchscript(wrapped: Exported, example: torch.Tensor, out: Path) -> None:

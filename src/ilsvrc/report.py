@@ -14,7 +14,11 @@ the ``experiment.json`` of each directory that ``ilsvrc experiment`` wrote
   figures embedded as base64 PNGs, nothing fetched from elsewhere).
 
 Every input is read and checked before anything is written: a missing
-directory, experiment.json or figure is a ``UserError`` naming the path.
+directory, experiment.json or figure is a ``UserError`` naming the path, and
+so is a figure outside the experiment's own directory (an experiment.json
+that names ``/etc/passwd`` or ``../../x`` does not get it copied or embedded).
+Record text is text in both pages: HTML-escaped in report.html, its ``<`` and
+``>`` written as ``&lt;`` and ``&gt;`` in report.md.
 """
 
 import base64
@@ -58,6 +62,9 @@ def _load(run_dir: Path) -> dict:
         if not isinstance(fig, dict) or not fig.get("file"):
             raise UserError(f"{path}: a figure without a file: {fig!r}")
         fig["source"] = run_dir / str(fig["file"])
+        # resolved, so that neither "..", an absolute path nor a link leads out of the folder
+        if not fig["source"].resolve().is_relative_to(run_dir.resolve()):
+            raise UserError(f"figure {fig['file']!r} listed in {path} is outside {run_dir}; a report reads only its own files")
         if not fig["source"].is_file():
             raise UserError(f"figure missing: {fig['source']} (listed in {path})")
     exp.setdefault("experiment", run_dir.name)
@@ -84,11 +91,14 @@ def _slugs(exps: list[dict]) -> list[str]:
 # -- formatting ----------------------------------------------------------------------------------
 
 def cell(value) -> str:
-    """A value as a table shows it: null as a dash, floats with 2 decimals."""
+    """A value as a table shows it: null as a dash, floats with 2 decimals, a
+    figure over several runs (spread.py) as mean ± std (n runs)."""
     if value is None:
         return DASH
     if isinstance(value, float):
         return f"{value:.2f}"
+    if isinstance(value, dict) and value.keys() == {"mean", "std", "n"}:
+        return f"{cell(value['mean'])} ± {cell(value['std'])} ({value['n']} runs)"
     return str(value)
 
 
@@ -169,7 +179,7 @@ def _experiment(exp: dict, slug: str) -> list[tuple]:
         out += [("h", 3, cell(t.get("title"))), ("table", [cell(c) for c in t.get("columns", [])],
                                                  [[cell(v) for v in row] for row in t.get("rows", [])])]
     if exp["comparisons"]:
-        rows = [[cell(c.get("what")), _with_unit(c.get("measured"), c), _with_unit(c.get("paper"), c),
+        rows = [[cell(c.get("what")), _with_unit(c.get("measured"), c, spread=True), _with_unit(c.get("paper"), c),
                  _verdict(c), cell(c.get("source"))] for c in exp["comparisons"]]
         out += [("h", 3, "Measured vs paper"), ("table", ["what", "measured", "paper", "difference", "source"], rows)]
     if exp["notes"]:
@@ -181,15 +191,26 @@ def _experiment(exp: dict, slug: str) -> list[tuple]:
     return out
 
 
-def _with_unit(value, c: dict) -> str:
-    return cell(value) if value is None or not c.get("unit") else f"{cell(value)} {c['unit']}"
+def _with_unit(value, c: dict, spread: bool = False) -> str:
+    """A comparison's number with its unit; ``spread``: with the std and
+    count of the runs behind it, where there are several."""
+    text = cell(value) if value is None or not c.get("unit") else f"{cell(value)} {c['unit']}"
+    if spread and value is not None and c.get("runs"):
+        text += f" ± {cell(c.get('std'))} ({c['runs']} runs)"
+    return text
 
 
 # -- writers -------------------------------------------------------------------------------------
 
 def _md_cell(text: str) -> str:
-    """text for one Markdown line or table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """text for one Markdown line or table cell, shown as text: a record's
+    "<script>" must not become a tag where the Markdown is rendered."""
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_fact(value: str, code: bool) -> str:
+    """A fact's value; as code where asked, unless a backtick would end the code span early."""
+    return f"`{value}`" if code and value != DASH and "`" not in value and "\n" not in value else _md_cell(value)
 
 
 def to_markdown(blocks: list[tuple]) -> str:
@@ -198,7 +219,7 @@ def to_markdown(blocks: list[tuple]) -> str:
         if b[0] == "h":
             lines += ["#" * b[1] + " " + _md_cell(b[2]), ""]
         elif b[0] == "facts":
-            lines += [f"- **{label}:** " + (f"`{v}`" if code and v != DASH else v) for label, v, code in b[1]] + [""]
+            lines += [f"- **{label}:** " + _md_fact(v, code) for label, v, code in b[1]] + [""]
         elif b[0] == "list":
             lines += [f"- {_md_cell(item)}" for item in b[1]] + [""]
         elif b[0] == "table":
@@ -207,8 +228,8 @@ def to_markdown(blocks: list[tuple]) -> str:
             lines += ["| " + " | ".join(f"**{_md_cell(c)}**" if isinstance(c, Flag) else _md_cell(c)
                                         for c in row) + " |" for row in b[2]] + [""]
         elif b[0] == "figure":
-            alt = b[3].replace("[", "\\[").replace("]", "\\]")
-            lines += [f"![{alt}]({b[2]})", "", f"*{b[3]}*", ""]
+            alt = _md_cell(b[3]).replace("[", "\\[").replace("]", "\\]")
+            lines += [f"![{alt}]({b[2]})", "", f"*{_md_cell(b[3])}*", ""]
     return "\n".join(lines)
 
 

@@ -1,7 +1,10 @@
 """ImageFolder-layout datasets, read as ImageNet itself is laid out.
 
 ``<root>/train/<class>/<image>`` and ``<root>/val/<class>/<image>`` (or
-``test/`` as the held-out split when there is no ``val/``). Images are decoded
+``test/`` as the held-out split when there is no ``val/``). Also Tiny
+ImageNet's layout: ``train/<wnid>/images/<image>`` (a class folder's images
+may lie in subfolders) and ``val/images/<image>`` with ``val/val_annotations.txt``
+giving each image's class (``file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h``). Images are decoded
 to RGB whatever they hold (greyscale, CMYK, a PNG behind a .JPEG name: all
 occur in real ImageNet); a file nothing can decode is reported, not fatal.
 """
@@ -21,6 +24,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..errors import UserError
 
 HELD_OUT = ("val", "test")  # the held-out split: val/ if present, else test/
+ANNOTATIONS = "val_annotations.txt"  # Tiny ImageNet's held-out labels, beside images/
 
 
 @dataclass
@@ -110,7 +114,8 @@ def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
         raise UserError(f"{root} has no val/ or test/ folder (expected {root}/train/<class>/... and {root}/val/<class>/...)")
     if need_train and not train_dir.is_dir():
         raise UserError(f"{root} has no train/ folder (expected {root}/train/<class>/...)")
-    heldout_classes = _classes(heldout_dir)
+    annotated = _annotations(heldout_dir) if (heldout_dir / ANNOTATIONS).is_file() else None
+    heldout_classes = sorted({c for _, c in annotated}) if annotated is not None else _classes(heldout_dir)
     classes = _classes(train_dir) if train_dir.is_dir() else heldout_classes
     if classes != heldout_classes:
         only_train = sorted(set(classes) - set(heldout_classes))
@@ -120,7 +125,30 @@ def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
             f" (only in train: {', '.join(only_train[:3]) or '-'}; only in {heldout_dir.name}: {', '.join(only_held[:3]) or '-'})"
         )
     train = _items("train", train_dir, classes) if train_dir.is_dir() else Split("train", train_dir, [])
-    return Dataset(root, classes, train, _items(heldout_dir.name, heldout_dir, classes))
+    if annotated is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        heldout = Split(heldout_dir.name, heldout_dir, [(path, index[c]) for path, c in annotated])
+    else:
+        heldout = _items(heldout_dir.name, heldout_dir, classes)
+    return Dataset(root, classes, train, heldout)
+
+
+def _annotations(folder: Path) -> list[tuple[str, str]]:
+    """(image path, class) for each line ``file<TAB>wnid<TAB>...`` of Tiny
+    ImageNet's ``folder/val_annotations.txt``, its images in ``folder/images/``."""
+    path = folder / ANNOTATIONS
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise UserError(f"{path}, line {n}: expected FILE<TAB>CLASS<TAB>..., not {line[:60]!r}")
+        image = folder / "images" / fields[0]
+        if not image.is_file():
+            raise UserError(f"{path}, line {n}: {image} does not exist (expected {folder}/images/<image>)")
+        items.append((str(image), fields[1]))
+    return items
 
 
 class Rescaled(torch.utils.data.Dataset):

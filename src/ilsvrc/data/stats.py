@@ -13,6 +13,7 @@ changed dataset is never served stale statistics.
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,26 @@ class Stats:
     @classmethod
     def from_dict(cls, d: dict) -> "Stats":
         return cls(**d)
+
+
+def read(path: Path) -> Stats:
+    """Statistics that ``to_dict`` wrote to ``path``; a ValueError saying what
+    is wrong when the file holds anything else (damaged, or tampered with)."""
+    try:
+        with warnings.catch_warnings():  # torch's remarks on a file it then refuses: the error says enough
+            warnings.simplefilter("ignore")
+            d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"not readable ({type(e).__name__})") from None
+    fields = set(Stats.__dataclass_fields__)
+    if not isinstance(d, dict) or set(d) != fields or not isinstance(d["size"], int) or not isinstance(d["count"], int):
+        raise ValueError(f"not a dict of the statistics' {', '.join(sorted(fields))}")
+    size = d["size"]
+    for key, shape in {"mean_image": (3, size, size), "mean_rgb": (3,), "eigval": (3,), "eigvec": (3, 3)}.items():
+        t = d[key]
+        if not (torch.is_tensor(t) and t.is_floating_point() and tuple(t.shape) == shape):
+            raise ValueError(f"its {key} is not a floating-point tensor of shape {shape}")
+    return Stats.from_dict(d)
 
 
 def cache_dir() -> Path:
@@ -114,8 +135,8 @@ def load_or_compute(split: Split, size: int, workers: int = 0, progress: bool = 
     path = cache_path(split, size)
     if path.exists():
         try:
-            return Stats.from_dict(torch.load(path, weights_only=True))
-        except Exception:  # a damaged cache entry is recomputed, not fatal
+            return read(path)
+        except ValueError:  # a damaged cache entry is recomputed, not fatal
             pass
     stats = compute(split, size, workers, progress)
     atomic_save(stats.to_dict(), path)

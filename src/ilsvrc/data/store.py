@@ -15,9 +15,12 @@ statistics, into a folder of memory-mappable files::
 Parts hold at most ``part_mib`` MiB each, so a store can travel in pieces.
 A source JPEG that already has the target geometry is stored byte for byte
 (no second compression: CIFAR-10's 60,000 32x32 JPEGs pack into 53 MiB).
-The folder is written under a temporary name and renamed when complete, so a
-store is either whole or absent. ``--data`` accepts a store wherever it
-accepts an ImageFolder root.
+The folder is written under a temporary name (``.OUT.partial-PID``) and
+renamed when complete, so a store is either whole or absent; the next pack
+into OUT removes the partial folder of a pack that died, and leaves a living
+one's alone. A store's files are checked as they are read: one that is not
+what pack wrote (tampered with, or damaged) is a one-line error naming it.
+``--data`` accepts a store wherever it accepts an ImageFolder root.
 """
 
 import bisect
@@ -53,7 +56,7 @@ class PackedSplit:
         self.size, self.encoding = manifest["size"], manifest["encoding"]
         self.parts = info["parts"]
         self.starts = np.cumsum([0] + [p["count"] for p in self.parts]).tolist()
-        self.labels = np.load(self.root / f"{name}.labels.npy").tolist()
+        self.labels = _array(self.root / f"{name}.labels.npy", self.starts[-1], len(manifest["classes"])).tolist()
         self._stats_file = self.root / manifest["stats"] if name == "train" else None
         self._maps = None  # opened lazily, once per process (loader workers included)
 
@@ -69,7 +72,7 @@ class PackedSplit:
         maps = []
         for part in self.parts:
             data = np.memmap(self.root / part["file"], dtype=np.uint8, mode="r")
-            offsets = np.load(self.root / part["offsets"]) if self.encoding == "jpeg" else None
+            offsets = _array(self.root / part["offsets"], part["count"] + 1) if self.encoding == "jpeg" else None
             maps.append((data, offsets))
         self._maps = maps
 
@@ -105,11 +108,27 @@ class PackedSplit:
 
     def stored_stats(self, size: int):
         """The store's statistics when they describe images of ``size``."""
-        from .stats import Stats
+        from .stats import read
 
         if self._stats_file is None or size != self.size:
             return None
-        return Stats.from_dict(torch.load(self._stats_file, weights_only=True))
+        try:
+            return read(self._stats_file)
+        except ValueError as e:
+            raise UserError(f"{self._stats_file} is not the store's statistics: {e}; pack the store again") from None
+
+
+def _array(path: Path, length: int, below: int | None = None) -> np.ndarray:
+    """The int64 array of ``length`` entries (each in [0, below)) that pack
+    wrote to ``path``, or a UserError naming the file: a tampered one (an
+    object array needs pickle, which np.load refuses) is not read."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not an array as pack writes it ({e}); pack the store again") from None
+    if a.dtype != np.int64 or a.shape != (length,) or (below is not None and length and not 0 <= a.min() <= a.max() < below):
+        raise UserError(f"{path} does not hold the {length} whole numbers the store's manifest expects; pack the store again")
+    return a
 
 
 def open_store(root: Path, need_train: bool = True) -> Dataset:
@@ -192,6 +211,7 @@ def pack(
     if is_store(dataset.root):
         raise UserError(f"{data} is already a packed store")
     workers = default_workers(workers)
+    _remove_abandoned(out)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -214,6 +234,31 @@ def pack(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Remove the partial folders of packs into ``out`` whose process is gone
+    (killed: nothing else would ever remove them); a living one is another
+    pack into the same folder, and this one stops rather than race it."""
+    for partial in out.parent.glob(f".{out.name}.partial-*"):
+        pid = partial.name.rpartition("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if _alive(int(pid)):
+            raise UserError(f"process {pid} is packing into {out} ({partial}); wait for it to end, or remove that folder")
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":  # (Windows' os.kill would end the process: there, the folder is left to the user)
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to someone else
+        pass
+    return True
 
 
 def _write_split(split, folder, size, encoding, quality, part_bytes, workers, progress, acc) -> dict:

@@ -134,6 +134,9 @@ def resolve(name: str, **overrides) -> dict:
     return recipe
 
 
+FLOAT32_MAX = (2 - 2**-23) * 2**127  # the largest float32
+
+
 def _kind(value) -> str:
     """The kind of a recipe value, as a user would name it."""
     if isinstance(value, bool):
@@ -166,6 +169,10 @@ def check_type(key: str, paper, value) -> None:
 
     if not fits(paper, value):
         raise UserError(f"{key} must be {_kind(paper)} (the recipe has {paper!r}), not {value!r}")
+    # NaN trains nothing and is no JSON (config.json); training computes in float32, where a larger
+    # number (--lr 1e300) is infinite
+    if any(isinstance(v, float) and not abs(v) <= FLOAT32_MAX for v in (value if isinstance(value, list) else [value])):
+        raise UserError(f"{key} must be a finite number (a float32: at most {FLOAT32_MAX:.3g} in size), not {value!r}")
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -179,3 +186,14 @@ def parse_setting(text: str) -> tuple[str, object]:
         return key, tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         return key, value.strip()
+
+
+PRESETS = ("demo",)
+
+
+def preset(name: str, which: str) -> dict:
+    """Recipe ``name``'s preset ``which`` (its ``[demo]`` table): overrides
+    for ``resolve``, which explicit settings replace."""
+    if which not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, not {which!r}")
+    return dict(load(name).get(which, {}))
