@@ -81,7 +81,10 @@ def busy(events) -> tuple[float, int]:
     return total / 1e6, launches
 
 
-def measure(mode: str, plan: dict, a, device: torch.device) -> dict:
+def prepare(mode: str, plan: dict, a, device: torch.device):
+    """A trainer's step in ``mode`` on a random resident split: (batch size,
+    the step object, ``steps(epoch)``: epoch ``epoch``'s steps, taken one per
+    item, and ``run(count, epoch)``: the first ``count`` of them)."""
     d, o = plan["data"], plan["optim"]
     torch.manual_seed(a.seed)
     model = build(plan["network"], a.classes, d["image_size"], **plan["model"]).to(device)
@@ -101,19 +104,31 @@ def measure(mode: str, plan: dict, a, device: torch.device) -> dict:
     else:
         feed, step = None, TrainStep(model, opt, aux, device, mode)
 
-    def run(count: int, epoch: int) -> None:
-        """``count`` full batches of epoch ``epoch`` (no partial batch: one shape)."""
+    def steps(epoch: int):
+        """The full batches of epoch ``epoch`` (no partial batch: one shape), one step per item."""
         if feed is not None:
             feed.start(epoch)
-            for _ in range(count):
+            for _ in range(len(split) // bs):
                 step.next(bs)
+                yield
             return
-        for i, batch in enumerate(split.batches(transforms, bs, shuffle=True, seed=a.seed, epoch=epoch)):
-            if i == count:
-                break
+        for batch in split.batches(transforms, bs, shuffle=True, seed=a.seed, epoch=epoch):
+            if len(batch.labels) < bs:
+                return
             x = batch.images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else batch.images
             step(x, batch.labels, 1.0 / len(batch.labels))
+            yield
 
+    def run(count: int, epoch: int) -> None:
+        """``count`` steps of epoch ``epoch``."""
+        for _ in zip(range(count), steps(epoch)):
+            pass
+
+    return bs, step, steps, run
+
+
+def measure(mode: str, plan: dict, a, device: torch.device) -> dict:
+    bs, step, _, run = prepare(mode, plan, a, device)
     per_epoch = a.images // bs
     if per_epoch < max(a.warmup, a.profile_steps, 1):
         raise SystemExit(f"--images {a.images} gives {per_epoch} batches of {bs}: fewer than the warm-up or profiled steps")

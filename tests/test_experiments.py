@@ -170,3 +170,39 @@ def test_list(capsys):
     assert main(["experiment", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in experiments.names())
+
+
+@pytest.mark.parametrize("name", experiments.names())
+def test_the_planning_pass_finds_every_run_without_training(name, small, tmp_path):
+    """The stand-in results carry every experiment's code to its end (or to
+    the network it looks at), and the runs it lists are those it trains."""
+    from importlib import import_module
+
+    ex = experiments.Experiment(name, small / "cifar", tmp_path, "quick", "cpu", False, 0, runs=2)
+    jobs = ex.planned(import_module(f"ilsvrc.experiments.{name.replace('-', '_')}"))
+    assert jobs and not any(tmp_path.iterdir())  # nothing trained, nothing written
+    assert [j["seed"] for j in jobs] == [0, 1] * (len(jobs) // 2)
+    assert len({j["out"] for j in jobs}) == len(jobs)
+    if name == "resnet-cifar":
+        depths = experiments.plan(name)["budget"]["quick"]["depths"]
+        assert sorted(j["out"].name for j in jobs) == sorted(
+            f"{kind}-{d}{s}" for kind in ("plain", "resnet") for d in depths for s in ("", "-seed1"))
+    if name == "vgg-depth":  # the deeper configurations start from A's weights: they wait for it
+        assert any(j.get("init_from") for j in jobs)
+
+
+def test_two_runs_per_network_trained_together_report_mean_and_std(small, tmp_path):
+    from ilsvrc.report import report
+
+    out = tmp_path / "fig1"
+    record = json.loads(experiments.run("alexnet-fig1", small / "cifar", out, device="cpu", progress=False, workers=0,
+                                        runs=2, together=4).read_text())
+    assert sorted(r["name"] for r in record["runs"]) == ["relu", "relu-seed1", "tanh", "tanh-seed1"]
+    table = record["tables"][0]
+    for row in table["rows"]:
+        final = row[table["columns"].index("final training error")]
+        assert final["n"] == 2 and final["std"] >= 0
+        seeds = [r["final"]["train_error"] for r in record["runs"] if r["name"].startswith(row[0])]
+        assert final["mean"] == pytest.approx(sum(seeds) / 2, abs=1e-4)
+    md = report([out], tmp_path / "report")["markdown"].read_text()
+    assert "(2 runs)" in md and " ± " in md

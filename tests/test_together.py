@@ -78,3 +78,18 @@ def test_one_folder_per_run(tiny_data, tmp_path):
     job = dict(RESNET, data=tiny_data, out=tmp_path / "same")
     with pytest.raises(UserError, match="one --out each"):
         train_together([job, job], device="cpu", progress=False)
+
+
+def test_train_runs_prints_mean_and_std_over_seeds(tiny_data, tmp_path, capsys):
+    from ilsvrc.cli import main
+
+    out = tmp_path / "runs"
+    assert main(["train", "--recipe", "resnet-cifar", "--model", "resnet-20", "--data", str(tiny_data), "--out", str(out),
+                 "--runs", "2", "--seed", "5", "--device", "cpu", "--workers", "0", "--no-progress",
+                 "--set", "iterations=2", "--set", "milestones=[1,2]"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed5", "seed6"]
+    errors = [rows(out / s)[-1]["val_top1_error"] for s in ("seed5", "seed6")]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("val_top1_error:"))
+    mean = sum(errors) / 2
+    std = abs(errors[0] - errors[1]) / 2 ** 0.5  # the sample standard deviation of two values
+    assert line == f"val_top1_error: {mean:.2f} ± {std:.2f} (2 runs)"

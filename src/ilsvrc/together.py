@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from .device import pick_device
 from .errors import Interrupted, UserError
+from .spread import Spread
 from .train import StopRequest, rng_state, set_rng_state, training
 
 
@@ -104,3 +105,20 @@ def _allow_recompiles(runs: int) -> None:
     cfg = torch._dynamo.config
     name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6: cache_size_limit
     setattr(cfg, name, max(getattr(cfg, name), 8 * runs))
+
+
+def train_runs(runs: int, out, *, seed: int = 0, device: str = "auto", progress: bool = True, **job) -> dict:
+    """``runs`` runs of one recipe that differ only in their seed (``seed``,
+    ``seed + 1``, ...), trained together into ``out/seed<N>``; their last
+    rows and, for each figure of the last row, its ``Spread`` over the runs:
+    ``{"runs": [row, ...], "spread": {"val_top1_error": Spread, ...}}``."""
+    if not isinstance(runs, int) or runs < 1:
+        raise UserError(f"--runs must be a positive whole number, not {runs!r}")
+    out = Path(out)
+    jobs = [{**job, "seed": seed + k, "out": out / f"seed{seed + k}"} for k in range(runs)]
+    if job.get("resume"):  # each run that has started goes on; one that has not starts
+        jobs = [{**j, "resume": (j["out"] / "last.pt").exists()} for j in jobs]
+    rows = train_together(jobs, device=device, progress=progress)
+    done = [r for r in rows if r]
+    figures = ("train_loss", "train_error", "val_top1_error", "val_top5_error")
+    return {"runs": rows, "spread": {k: Spread([r[k] for r in done]) for k in figures} if done else {}}

@@ -19,12 +19,24 @@ held-out]``: a subset of that many images per class, linked from the data
 folder into ``out/data``) and values of the experiment's own (depths,
 variants, learning rates). Running an experiment again with the same ``out``
 resumes its unfinished runs and reuses finished ones.
+
+``runs=N`` trains each network N times (seeds 0 to N-1, folders ``<run>``,
+``<run>-seed1``, ...); its figures are then ``spread.Spread``s (mean, std,
+n), shown as ``mean ± std (n runs)``. ``together``: train the experiment's
+runs side by side in one process (``together.py``), at most that many at
+once (default: all of them on a GPU, one by one on a CPU, where it gains
+nothing). Which runs there are is found by a first pass of the experiment's
+``run`` on stand-in results (``Experiment.planning``), so that an
+experiment's module says once what it trains; a run that starts from
+another's weights (VGG's deeper configurations) trains after, alone.
 """
 
 import copy
 import json
+import math
 import os
 import platform
+import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import import_module
@@ -35,10 +47,12 @@ import torchvision
 from tqdm import tqdm
 
 from .. import __version__
+from ..data.default import find
 from ..data.folders import HELD_OUT
 from ..device import pick_device
 from ..errors import UserError
 from ..recipes import read_toml, toml_names
+from ..spread import Spread, mean_curve, plain
 
 BUDGETS = ("quick", "paper")
 
@@ -99,43 +113,91 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+FINAL = ("train_error", "val_top1_error", "val_top5_error")  # a record's final figures
+CURVE = ("epoch", "step", "train_error", "val_top1_error")  # its curves, one point per epoch
+
+
+class _Planned(Exception):
+    """Ends a planning pass at a network the experiment then looks at."""
+
+
 class Experiment:
     """What an experiment's ``run`` works with: its plan and budget, the
     data, the output folder, and ``train`` for each network it compares."""
 
     def __init__(self, name: str, data: Path, out: Path, budget: str, device: str, progress: bool, workers=None,
-                 checkpoint: Path | None = None):
+                 checkpoint: Path | None = None, runs: int = 1):
         self.name, self.data, self.out, self.budget_name = name, data, out, budget
         self.given_checkpoint = checkpoint
         self.plan = plan(name)
         self.budget = self.plan["budget"][budget]
         self.published = self.plan.get("published", {})
-        self.device, self.progress, self.workers = device, progress, workers
+        self.device, self.progress, self.workers, self.seeds = device, progress, workers, runs
         self.runs: list[dict] = []
+        self.runs_dir = out / "runs"
+        self.finished: set[str] = set()  # runs trained to their end in this process (by train_together)
+        self.planning: list[dict] | None = None  # in a planning pass: the train() arguments of each run asked for
 
     def train(self, run: str, recipe: str, model: str | None = None, **settings) -> dict:
         """Train (or resume, or reuse) run ``run``: ``recipe`` with the
-        budget's settings and then ``settings``; its record (SCHEMA.md)."""
+        budget's settings and then ``settings``, once per seed; its record
+        (SCHEMA.md), over several seeds with each final figure a ``Spread``
+        and each curve their mean."""
+        names = [run] + [f"{run}-seed{seed}" for seed in range(1, self.seeds)]
+        records = [self._train_one(name, seed, recipe, model, settings) for seed, name in enumerate(names)]
+        if len(records) == 1:
+            return records[0]
+        return {**records[0], "name": run, "seeds": len(records),  # its checkpoint: seed 0's
+                "final": {k: Spread([r["final"][k] for r in records]) for k in FINAL},
+                "curve": {k: mean_curve([r["curve"][k] for r in records]) for k in CURVE}}
+
+    def job(self, name: str, seed: int, recipe: str, model: str | None, settings: dict) -> dict:
+        """The ``train`` arguments of run ``name``."""
+        run_dir = self.runs_dir / name
+        return dict(recipe=recipe, data=self.data, out=run_dir, model=model, seed=seed, device=self.device,
+                    workers=self.workers, resume=(run_dir / "last.pt").exists(), max_steps=self.budget.get("max_steps"),
+                    **self.budget.get("settings", {}), **settings)
+
+    def _train_one(self, name: str, seed: int, recipe: str, model: str | None, settings: dict) -> dict:
         from ..train import train
 
+        job = self.job(name, seed, recipe, model, settings)
         changed = {**self.budget.get("settings", {}), **settings}
-        run_dir = self.out / "runs" / run
-        resume = (run_dir / "last.pt").exists()
-        if self.progress:
-            tqdm.write(f"{self.name}: {'resuming' if resume else 'training'} {run}")
-        train(recipe, self.data, run_dir, model=model, device=self.device, workers=self.workers, resume=resume,
-              progress=self.progress, max_steps=self.budget.get("max_steps"), **changed)
+        if self.planning is not None:  # a stand-in record: the planning pass only notes what is trained
+            self.planning.append(job)
+            nan = {k: [math.nan] for k in CURVE} | {"epoch": [1], "step": [1]}
+            self.runs.append({"name": name, "recipe": recipe, "model": model or recipe, "settings": changed, "seed": seed,
+                              "dir": f"runs/{name}", "steps": 0, "epochs": 0, "seconds": 0.0,
+                              "final": {k: math.nan for k in FINAL}, "curve": nan})
+            return self.runs[-1]
+        run_dir = job["out"]
+        if name not in self.finished:
+            if self.progress:
+                tqdm.write(f"{self.name}: {'resuming' if job['resume'] else 'training'} {name}")
+            train(**job, progress=self.progress)
         rows = [r for r in read_metrics(run_dir) if r["complete"]] or read_metrics(run_dir)
         last = rows[-1]
         record = {
-            "name": run, "recipe": recipe, "model": model or json.loads((run_dir / "config.json").read_text())["recipe"]["network"],
-            "settings": changed, "dir": str(run_dir.relative_to(self.out)), "steps": last["step"], "epochs": last["epoch"],
-            "seconds": round(sum(r["epoch_time_s"] for r in read_metrics(run_dir)), 1),
-            "final": {k: last[k] for k in ("train_error", "val_top1_error", "val_top5_error")},
-            "curve": {k: [r[k] for r in rows] for k in ("epoch", "step", "train_error", "val_top1_error")},
+            "name": name, "recipe": recipe, "model": model or json.loads((run_dir / "config.json").read_text())["recipe"]["network"],
+            "settings": changed, "seed": seed, "dir": str(run_dir.relative_to(self.out)), "steps": last["step"],
+            "epochs": last["epoch"], "seconds": round(sum(r["epoch_time_s"] for r in read_metrics(run_dir)), 1),
+            "final": {k: last[k] for k in FINAL},
+            "curve": {k: [r[k] for r in rows] for k in CURVE},
         }
         self.runs.append(record)
         return record
+
+    def planned(self, module) -> list[dict]:
+        """The runs ``module.run`` trains, found by running it on stand-in
+        results with its figures drawn into a folder thrown away after."""
+        with tempfile.TemporaryDirectory() as tmp:
+            planner = copy.copy(self)
+            planner.out, planner.runs, planner.planning = Path(tmp), [], []
+            try:
+                module.run(planner)
+            except _Planned:
+                pass
+        return planner.planning
 
     def checkpoint(self, run: dict) -> Path:
         """The best checkpoint of a trained run."""
@@ -147,14 +209,39 @@ class Experiment:
         run ``run`` trained here."""
         if self.given_checkpoint is not None:
             return self.given_checkpoint
-        return self.checkpoint(self.train(run, recipe, **settings))
+        record = self.train(run, recipe, **settings)
+        if self.planning is not None:
+            raise _Planned  # what follows looks at the trained network
+        return self.checkpoint(record)
+
+
+def _train_together(ex: Experiment, module, at_once: int) -> None:
+    """Train the experiment's runs side by side, ``at_once`` at a time; those
+    that start from another run's weights are left to train after it."""
+    from ..together import train_together
+
+    jobs = [job for job in ex.planned(module) if job.get("init_from") is None]
+    for first in range(0, len(jobs), at_once):
+        group = jobs[first : first + at_once]
+        if ex.progress:
+            tqdm.write(f"{ex.name}: training {', '.join(job['out'].name for job in group)} together")
+        train_together([{k: v for k, v in job.items() if k != "device"} for job in group], device=ex.device,
+                       progress=ex.progress)
+        ex.finished.update(job["out"].name for job in group)
 
 
 def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = "auto", progress: bool = True,
-        workers: int | None = None, checkpoint=None, command: str | None = None) -> Path:
+        workers: int | None = None, checkpoint=None, command: str | None = None, runs: int = 1,
+        together: int | None = None) -> Path:
     """Run experiment ``name`` on ``data`` into ``out``; the path of its
     experiment.json. ``checkpoint``: a trained network for the experiments
-    that look at one (alexnet-fig3, alexnet-fig4) instead of training it."""
+    that look at one (alexnet-fig3, alexnet-fig4) instead of training it.
+    ``runs``: seeds per network. ``together``: at most this many runs
+    trained at once (default: all on a GPU; 1, one by one, on a CPU)."""
+    if not isinstance(runs, int) or runs < 1:
+        raise UserError(f"--runs must be a positive whole number, not {runs!r}")
+    if together is not None and together < 1:
+        raise UserError(f"--together must be a positive whole number, not {together!r}")
     p = plan(name)
     if checkpoint is not None:
         if not p.get("takes_checkpoint"):
@@ -167,7 +254,7 @@ def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = 
     if budget not in BUDGETS:
         raise UserError(f"--budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
     out = Path(out or Path("experiments") / f"{name}-{budget}")
-    source = Path(data).expanduser() if data else default_data(p["dataset"])
+    source = find(data) if data else default_data(p["dataset"])  # a dataset's name or a path
     if not source.is_dir():
         raise UserError(f"data folder {source} does not exist")
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
@@ -176,9 +263,13 @@ def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = 
     start, wall = datetime.now(timezone.utc), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     used = subset(source, out / "data", b["per_class"]) if "per_class" in b else source
-    ex = Experiment(name, used, out, budget, device, progress, workers, checkpoint)
+    ex = Experiment(name, used, out, budget, device, progress, workers, checkpoint, runs)
     module = import_module(f"{__name__}.{name.replace('-', '_')}")
-    results = module.run(ex)
+    if together is None:
+        together = 1 if pick_device(device).type == "cpu" else 1 << 30
+    if together > 1:
+        _train_together(ex, module, together)
+    results = plain(module.run(ex))
     record = {
         "format": 1, "experiment": name, "title": p["title"], "paper": p["paper"], "budget": budget,
         "command": command or f"ilsvrc experiment {name} --data {source} --budget {budget} --out {out}",
