@@ -66,7 +66,6 @@ def test_vgg_deeper_configuration_starts_from_a_trained_a(tiny_data, tmp_path):
     assert (b[key] - a[key]).abs().max() < 0.01 and key in a
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 def test_eval_views_and_export(capsys, tiny_data, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--recipe", "resnet-cifar", "--data", str(tiny_data), "--out", str(out), "--max-steps", "2",
@@ -79,12 +78,12 @@ def test_eval_views_and_export(capsys, tiny_data, tmp_path):
     assert results["ten-crop"]["crops"] == 10 and results["dense"]["crops"] == 4 and results["144-crop"]["crops"] == 72
     assert all(r["images"] == 12 and 0 <= r["top1_error"] <= 100 for r in results.values())
     before = snapshot(out)
-    assert main(["export", str(out), str(tmp_path / "net.pt")]) == 0
+    assert main(["export", str(out), str(tmp_path / "net.pt2")]) == 0
     assert snapshot(out) == before
-    net = torch.jit.load(str(tmp_path / "net.pt"))
+    net = torch.export.load(str(tmp_path / "net.pt2")).module()
     probs = net(torch.rand(2, 3, 32, 32) * 255)
     assert probs.shape == (2, 3) and torch.allclose(probs.sum(1), torch.ones(2))
-    assert json.loads((tmp_path / "net.pt.json").read_text())["classes"]
+    assert json.loads((tmp_path / "net.pt2.json").read_text())["classes"]
     line = user_error(capsys, ["eval", str(out), "--views", "dense", "--scales", "8", *FAST[4:]])
     assert "at least the network input size" in line
 

@@ -1,8 +1,11 @@
-"""``ilsvrc export``: a TorchScript or ONNX file that runs without ilsvrc and
-gives the checkpoint's outputs, with a sidecar that says how to feed it."""
+"""``ilsvrc export``: a torch.export program, an ONNX or a TorchScript file
+that runs without ilsvrc and gives the checkpoint's outputs, with a sidecar
+that says how to feed it."""
 
 import importlib.util
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -67,12 +70,31 @@ def test_torchscript_reloads_and_gives_the_same_outputs(run, views, tmp_path):
     assert info["output"]["name"] == "probabilities" and info["output"]["shape"] == ["batch", 3]
 
 
-@pytest.mark.filterwarnings(JIT_DEPRECATED)
+def test_pt2_loads_without_ilsvrc_and_gives_the_same_outputs(run, views, tmp_path):
+    """The default format: torch.export.load in a fresh Python that never imports ilsvrc."""
+    path = export(run / "last.pt", tmp_path / "alexnet.pt2")
+    assert json.loads((tmp_path / "alexnet.pt2.json").read_text())["format"] == "pt2" and no_temporary_files(tmp_path)
+    crops, expected = views
+    torch.save(crops, tmp_path / "crops.pt")
+    script = (
+        "import sys, torch\n"
+        f"net = torch.export.load({str(path)!r}).module()\n"
+        f"crops = torch.load({str(tmp_path / 'crops.pt')!r})\n"
+        "with torch.no_grad():\n"
+        f"    torch.save([net(crops), net(crops[:3])], {str(tmp_path / 'out.pt')!r})\n"
+        "assert not any(m == 'ilsvrc' or m.startswith('ilsvrc.') for m in sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+    full, three = torch.load(tmp_path / "out.pt")
+    torch.testing.assert_close(full, expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(three, expected[:3], rtol=1e-4, atol=1e-6)  # the batch size is free
+
+
 def test_the_sidecars_recipe_on_an_image_file_gives_what_ilsvrc_predict_gives(run, tiny_data, tmp_path):
     """A user with torch and torchvision only, following the sidecar, gets
     the probabilities that ``ilsvrc predict`` prints."""
-    path = export(run, tmp_path / "model.pt")  # a run directory: its best checkpoint
-    info = json.loads((tmp_path / "model.pt.json").read_text())
+    path = export(run, tmp_path / "model.pt2")  # a run directory: its best checkpoint
+    info = json.loads((tmp_path / "model.pt2.json").read_text())
     image = sorted((tiny_data / "val" / "class1").iterdir())[0]
     p = info["preprocess"]
     x = decode_image(str(image), mode=ImageReadMode.RGB)
@@ -80,7 +102,7 @@ def test_the_sidecars_recipe_on_an_image_file_gives_what_ilsvrc_predict_gives(ru
     x = TF.center_crop(x, [p["resize"]] * 2)
     x = TF.center_crop(x, [p["image_size"]] * 2).float().unsqueeze(0)
     with torch.no_grad():
-        probs = torch.jit.load(str(path))(x)[0]
+        probs = torch.export.load(str(path)).module()(x)[0]
     ours = predict(run, [image], top=len(info["classes"]), device="cpu")[0]["top"]
     for row in ours:
         assert probs[info["classes"].index(row["class"])].item() == pytest.approx(row["probability"], rel=1e-4, abs=1e-6)

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpts
+from .data.default import find
 from .data.folders import open_dataset, warn_skipped
 from .data.loaders import Images, loader
 from .data.stats import Stats
@@ -142,7 +143,7 @@ def evaluate(
     if views not in VIEWS:
         raise UserError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
     ckpt = ckpts.load(checkpoint)
-    dataset = open_dataset(data or ckpt["data_root"], need_train=False)
+    dataset = open_dataset(find(data) if data else ckpt["data_root"], need_train=False)
     if dataset.classes != ckpt["classes"]:
         raise UserError(
             f"{dataset.heldout.root} has {len(dataset.classes)} classes that differ from the checkpoint's {len(ckpt['classes'])}"

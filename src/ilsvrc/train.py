@@ -38,7 +38,7 @@ except ImportError:
 
 from . import checkpoint as ckpts
 from . import recipes
-from .data.default import default_data
+from .data.default import default_data, find
 from .data.folders import open_dataset, warn_skipped
 from .data.sources import KINDS, source
 from .data.stats import Stats, load_or_compute
@@ -188,6 +188,7 @@ def training(
     init_from=None,
     stop=None,
     label: str | None = None,
+    preset: str | None = None,
     **overrides,
 ):
     """``train`` one step at a time: a generator that yields after each
@@ -195,9 +196,11 @@ def training(
     so that several runs can take turns in one process (``together.py``).
     ``stop``: a ``StopRequest`` shared by such runs (default: the run's own),
     which one Ctrl-C or SIGTERM sets for all of them; ``label``: the run's
-    name before each epoch's line."""
+    name before its lines. ``preset``: "demo", the recipe's ``[demo]``
+    values (a run of minutes on a CPU) under the given overrides."""
     out = Path(out)
     last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+    prefix = f"{label}: " if label else ""  # before each line the run prints
 
     # Everything is checked before anything is written (DESIGN.md: a user
     # error leaves the run directory as it was).
@@ -208,19 +211,21 @@ def training(
             raise UserError(f"nothing to resume: {last_path} does not exist")
         ckpt = ckpts.load(last_path)
     else:
-        if last_path.exists() or best_path.exists():
-            raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         ckpt = None
     if data_loader not in KINDS:
         raise UserError(f"--loader must be one of {', '.join(KINDS)}, not {data_loader!r}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be positive, not {max_steps}")
+    if preset is not None:
+        overrides = recipes.preset(recipe, preset) | {k: v for k, v in overrides.items() if v is not None}
     plan = _plan(recipe, ckpt, overrides, model)
     if ckpt is not None:
         seed = ckpt["seed"]
         data = data or ckpt["data_root"]
-    root = Path(data) if data else default_data()
+    root = find(data) if data else default_data()  # a dataset's name or a path
     dataset = open_dataset(root)
+    if ckpt is None and (last_path.exists() or best_path.exists()):  # after the data: a bad --data is the news
+        raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if ckpt is not None and dataset.classes != ckpt["classes"]:
         raise UserError(f"{root} has other classes than the checkpoint in {out}")
     torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
@@ -356,7 +361,7 @@ def training(
         """Validate, log one row, step the schedule and write checkpoints."""
         nonlocal best
         check_weights()
-        val = evaluate_model(model, batches.test(), dev, world=world)
+        val = evaluate_model(model, batches.test(), dev, progress=progress, world=world)
         n = max(sums["images"], 1)
         row = {
             "epoch": epoch + 1,
@@ -387,21 +392,29 @@ def training(
         save_last(complete)
         if main:
             tqdm.write(
-                f"{label + ': ' if label else ''}epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
+                f"{prefix}epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
                 f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
                 f" | lr {row['lr']:.2g} | {row['images_per_s']:.0f} img/s"
             )
         return row
 
+    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    if main:  # the plan, before the first step (issue 16: what runs where, and how long it is)
+        tqdm.write(f"{prefix}{plan['recipe']} ({net_name}) on {root} ({len(dataset.train)} training, {len(dataset.heldout)}"
+                   f" held-out images), {dev}, {mode} step, {batches.kind} batches: {epochs} epoch{'s' * (epochs != 1)} x {steps_per_epoch}"
+                   f" steps of {bs}{f', stopping at step {total}' if total < epochs * steps_per_epoch else ''}"
+                   f"{f', from step {step}' if step else ''}, into {out}")
     row: dict = {}
     stop = StopRequest() if stop is None else stop  # (a StopRequest is falsy until it is set)
     last_save = time.monotonic()
+    # one bar for the whole run: its time left is the run's (the epoch is in its description)
+    bar = tqdm(total=total, initial=step, unit="step", disable=not progress, leave=False)
+    first_step, started = step, time.perf_counter()
     try:
         with stop:
             while epoch < epochs and (max_steps is None or step < max_steps) and not stop:
                 net.train()
-                bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{epochs}",
-                           unit="step", disable=not progress, leave=False)
+                bar.set_description(f"epoch {epoch + 1}/{epochs}")
                 # Loss and errors stay on the device; they are read every LOG_EVERY steps.
                 totals = train_step.totals
                 totals.zero_()
@@ -433,6 +446,8 @@ def training(
                     bar.update(1)
                     if step % LOG_EVERY == 0:
                         fold()
+                        if step - first_step == LOG_EVERY and dev.type == "cpu" and main and preset is None:
+                            _say_if_long(prefix, (time.perf_counter() - started) / LOG_EVERY * (total - step), recipe)
                         mean_loss = sums["loss"] / max(sums["images"], 1)
                         bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{sums['images'] / max(sums['seconds'], 1e-9):.0f}")
                         if main:
@@ -447,7 +462,6 @@ def training(
                         save_last(complete=False)
                         last_save = time.monotonic()
                     yield
-                bar.close()
                 fold()
                 complete = position >= steps_per_epoch
                 if stop and not complete:  # interrupted: keep the place, skip validation
@@ -461,6 +475,7 @@ def training(
                 if until_top1_error is not None and row["val_top1_error"] <= until_top1_error:
                     break  # the target is reached (benchmarks/time_to_accuracy.py)
     finally:
+        bar.close()
         if writer is not None:
             writer.close()
         if lock is not None:
@@ -469,6 +484,13 @@ def training(
     if stop:
         raise Interrupted(f"interrupted at step {step}; {last_path} holds the run, continue it with --resume")
     return row
+
+
+def _say_if_long(prefix: str, seconds: float, recipe: str) -> None:
+    """Tell once, early, when a run on the CPU would take more than an hour."""
+    if seconds > 3600:
+        tqdm.write(f"{prefix}this run would take about {seconds / 3600:.0f} h on this CPU; the same network and pipeline"
+                   f" at a demonstration's size, in minutes: ilsvrc train --recipe {recipe} --preset demo")
 
 
 def _lock(out: Path):

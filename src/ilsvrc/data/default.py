@@ -1,10 +1,15 @@
-"""The default dataset: Imagenette, ten ImageNet classes of real ILSVRC photos.
+"""Where datasets are: named ones, and the default, Imagenette.
 
-``$ILSVRC_DATA/imagenette`` when ``ILSVRC_DATA`` is set; else Imagenette
-(320 px) in the cache (``$ILSVRC_CACHE/datasets``), downloaded with
-torchvision's ``Imagenette`` dataset the first time.
+``--data NAME`` (``data="NAME"`` in Python), a name without a path
+separator, is looked for under ``$ILSVRC_DATA`` and then the cache
+(``$ILSVRC_CACHE/datasets``) before it is taken as a path, so that
+``--data cifar10`` works from any folder; ``ilsvrc data`` lists what is
+found there. Without ``--data``: ``$ILSVRC_DATA/imagenette`` when
+``ILSVRC_DATA`` is set; else Imagenette (320 px) in the cache, downloaded
+with torchvision's ``Imagenette`` dataset the first time.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -40,3 +45,49 @@ def default_data(download=None) -> Path:
     except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"no data: Imagenette is not in {root} and could not be downloaded ({reason}); {HINT}") from None
+
+
+CACHED = {"imagenette": "imagenette2-320"}  # the cache's folder for a dataset torchvision downloads under a name
+
+
+def homes() -> list[Path]:
+    """Where a dataset given by name is looked for, in order."""
+    env = os.environ.get("ILSVRC_DATA")
+    return ([Path(env).expanduser()] if env else []) + [cache_dir() / "datasets"]
+
+
+def _is_name(text: str) -> bool:
+    return bool(text) and "/" not in text and os.sep not in text and not text.startswith((".", "~"))
+
+
+def find(data) -> Path:
+    """The folder ``data`` stands for: a dataset name under ``homes()``
+    (``cifar10``, ``imagenette``), else a path."""
+    text = str(data)
+    if _is_name(text):
+        for home in homes():
+            for folder in (home / text, home / CACHED.get(text, text)):
+                if folder.is_dir():
+                    return folder
+        if not Path(text).exists():
+            raise UserError(f"no dataset {text!r}: not a folder here, nor in {' or '.join(map(str, homes()))}; "
+                            f"`ilsvrc data` lists the datasets found there")
+    return Path(text).expanduser()
+
+
+def available() -> list[dict]:
+    """The datasets under ``homes()``: name, path, kind (folder or packed
+    store) and the number of classes, for ``ilsvrc data``."""
+    from .store import MANIFEST
+
+    found = []
+    for home in homes():
+        for folder in sorted(home.iterdir()) if home.is_dir() else []:
+            if (folder / MANIFEST).is_file():
+                manifest = json.loads((folder / MANIFEST).read_text())
+                found.append({"name": folder.name, "path": str(folder), "kind": f"packed store, {manifest['size']} px",
+                              "classes": len(manifest["classes"])})
+            elif (folder / "train").is_dir():
+                classes = [c for c in (folder / "train").iterdir() if c.is_dir()]
+                found.append({"name": folder.name, "path": str(folder), "kind": "image folder", "classes": len(classes)})
+    return found
