@@ -270,9 +270,11 @@ def _data(a) -> int:
     if a.json:
         print(json.dumps(found))
         return 0
-    print(f"looked in: {', '.join(map(str, homes()))}")
+    home = str(Path.home())
+    shown = lambda path: str(path).replace(home, "~", 1) if str(path).startswith(home) else str(path)  # noqa: E731
+    print(f"looked in: {', '.join(shown(h) for h in homes())}")
     for d in found:
-        print(f"{d['name']:16s} {d['classes']:5d} classes  {d['kind']:22s} {d['path']}")
+        print(f"{d['name']:16s} {d['classes']:5d} classes  {d['kind']:22s} {shown(d['path'])}")
     if not found:
         print("no datasets there: set ILSVRC_DATA to a folder of datasets (NAME/train/<class>/<image>), or pass --data DIR")
     return 0
