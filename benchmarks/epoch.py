@@ -72,7 +72,7 @@ import torch
 
 import ilsvrc
 from ilsvrc import recipes
-from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.stats import cache_path, load_or_compute
 from ilsvrc.data.store import is_store
 from ilsvrc.device import default_workers

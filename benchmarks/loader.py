@@ -63,7 +63,7 @@ from torchvision.transforms import v2
 
 from ilsvrc import recipes
 from ilsvrc.data.batched import BatchTransforms
-from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.loaders import Images, loader
 from ilsvrc.data.resident import ResidentSplit
 from ilsvrc.data.stats import Stats, load_or_compute

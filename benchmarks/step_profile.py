@@ -38,7 +38,7 @@ from ilsvrc.data.batched import BatchTransforms
 from ilsvrc.data.resident import ResidentFeed, ResidentSplit
 from ilsvrc.data.stats import Stats
 from ilsvrc.data.transforms import PaperTransforms
-from ilsvrc.models import build
+from ilsvrc.models import build, check_recipe
 from ilsvrc.step import MODES, TrainStep, WholeStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
@@ -179,6 +179,8 @@ def main(argv=None) -> int:
         p.error("--steps, --warmup and --profile-steps must be positive")
     device = torch.device(a.device)
     plan = recipes.resolve(a.recipe, network=a.model)
+    if a.model is not None:
+        check_recipe(a.model, a.recipe)
     rows = [measure(m, plan, a, device) for m in modes]
     m = machine(device)
     print(f"{plan['network']}, batch {rows[0]['batch_size']}, {plan['data']['image_size']}px; "

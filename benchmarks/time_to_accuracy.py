@@ -51,7 +51,7 @@ from pathlib import Path
 
 import ilsvrc
 from ilsvrc import recipes
-from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.stats import cache_path, load_or_compute
 from ilsvrc.data.store import is_store
 from ilsvrc.device import default_workers, pick_device

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from ilsvrc import recipes
+from ilsvrc.models import check_recipe
 from ilsvrc.step import MODES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
     p.add_argument("--copies", type=int, default=1, help="runs of each network (seeds)")
     p.add_argument("--mode", default="graph", choices=MODES, help="the step mode (default: graph, as ilsvrc train on a GPU)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
-    p.add_argument("--images", type=int, default=10000, help="images in each run's random resident split")
+    p.add_argument("--images", type=int, default=30000,
+                   help="images in each run's random resident split: at least (--steps + 1) batches (default: 30000)")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--steps", type=int, default=200, help="timed steps per run, each way")
     p.add_argument("--warmup", type=int, default=3, help="untimed first steps of each run (compilation, capture)")
@@ -63,6 +65,7 @@ def main(argv=None) -> int:
     for i, name in enumerate(names):
         a.seed = i  # step_profile.prepare reads the seed from the arguments
         plan = recipes.resolve(a.recipe, network=name)
+        check_recipe(name, a.recipe)
         bs, _, steps, run = prepare(a.mode, plan, a, device)
         if a.images // bs < max(a.steps + 1, a.warmup):
             p.error(f"--images {a.images} gives {a.images // bs} batches of {bs}: fewer than --steps + 1 or --warmup")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ilsvrc.data.batched import BatchTransforms
-from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.loaders import Images, loader
 from ilsvrc.data.resident import ResidentSplit
 from ilsvrc.data.stats import compute

@@ -66,7 +66,7 @@ def test_epoch_benchmark_reports_every_source(epoch, data, tmp_path, capsys):
 
     # The packed store was made once in --store-dir (at the rescaled size) and is reused.
     assert Path(out["store"]).parent == stores and out["store_reused"] is False
-    from ilsvrc.data.folders import open_dataset
+    from ilsvrc.data.datasets import open_dataset
 
     assert epoch.store_for(open_dataset(data), stores, 73, 0, False) == (Path(out["store"]), None)
     # Every temporary run directory is gone.

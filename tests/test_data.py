@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from ilsvrc import UserError
-from ilsvrc.data.folders import SkippedImageWarning, decode_rgb, open_dataset
+from ilsvrc.data.datasets import open_dataset
+from ilsvrc.data.folders import SkippedImageWarning, decode_rgb
 from ilsvrc.data.loaders import EpochOrder, Images, loader
 from ilsvrc.data.stats import compute
 from ilsvrc.data.transforms import PaperTransforms

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from ilsvrc.cli import main
-from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.datasets import open_dataset
 
 from conftest import cli_with, make_images, snapshot, started, user_error
 from test_report import experiment

@@ -7,7 +7,8 @@ import torch
 
 from ilsvrc import UserError, train
 from ilsvrc.cli import main
-from ilsvrc.data.folders import SkippedImageWarning, open_dataset
+from ilsvrc.data.datasets import open_dataset
+from ilsvrc.data.folders import SkippedImageWarning
 from ilsvrc.data.stats import compute, load_or_compute
 from ilsvrc.data.store import MANIFEST, pack
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ilsvrc.data.folders import open_dataset
+from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.stats import Stats, compute, load_or_compute
 from ilsvrc.data.transforms import PaperTransforms, rescale
 

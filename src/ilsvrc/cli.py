@@ -281,10 +281,13 @@ def _data(a) -> int:
 
 
 def _stats(a) -> int:
+    from . import recipes
+    from .data.datasets import for_dataset
     from .data.default import find
-    from .data.stats import for_dataset
 
-    st, path = for_dataset(find(a.data), recipe=a.recipe, image_size=a.image_size, workers=a.workers, progress=not a.no_progress)
+    root = find(a.data)
+    size = recipes.resolve(a.recipe, image_size=a.image_size)["data"]["resize"]
+    st, path = for_dataset(root, size, workers=a.workers, progress=not a.no_progress)
     summary = {
         "size": st.size,
         "images": st.count,

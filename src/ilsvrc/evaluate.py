@@ -24,16 +24,17 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpts
+from .data.datasets import open_dataset
 from .data.default import find
-from .data.folders import open_dataset, warn_skipped
+from .data.images import warn_skipped
 from .data.loaders import Images, loader
 from .data.stats import Stats
 from .data.transforms import PaperTransforms, resize_float
 from .device import autocast, default_workers, pick_device
 from .errors import UserError
+from .metrics import count_errors
 from .models import build
 
-TOP_K = 5  # Sec. 6: top-5 error, the fraction of images whose label is not among the five most probable
 VIEWS = ("centre", "ten-crop", "dense", "multi-crop", "144-crop")
 GRID = 5  # VGG Sec. 3.2 multi-crop: a 5 x 5 grid of crops per scale
 
@@ -91,13 +92,6 @@ def grid_proba(model: torch.nn.Module, squares: torch.Tensor, scales: list[int],
         views = torch.stack([transforms.grid(square, GRID) for square in x])
         total = total + predict_proba(model, views)
     return total / len(scales)
-
-
-def count_errors(probs: torch.Tensor, labels: torch.Tensor, k: int = TOP_K) -> tuple[torch.Tensor, torch.Tensor]:
-    """Numbers of top-1 and top-k misses, as device tensors."""
-    top = probs.topk(min(k, probs.shape[1]), dim=1).indices
-    hit = top == labels[:, None]
-    return (~hit[:, 0]).sum(), (~hit.any(1)).sum()
 
 
 @torch.no_grad()

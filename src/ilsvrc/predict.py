@@ -3,11 +3,11 @@ classes of each, by name (AlexNet Sec. 6.1, Figure 4)."""
 
 from . import checkpoint as ckpts
 from .data.classnames import display_name
-from .data.folders import decode_rgb
-from .data.transforms import rescale
+from .data.images import decode_rgb, rescale
 from .device import pick_device
 from .errors import UserError
-from .evaluate import TOP_K, model_from_checkpoint, predict_proba, transforms_from_checkpoint
+from .evaluate import model_from_checkpoint, predict_proba, transforms_from_checkpoint
+from .metrics import TOP_K
 
 
 def predict(checkpoint, images: list, *, top: int = TOP_K, ten_crop: bool = False, device: str = "auto") -> list[dict]:

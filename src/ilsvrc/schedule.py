@@ -22,7 +22,6 @@ import math
 import torch
 
 from .errors import UserError
-from .step import set_lr
 
 KINDS = ("plateau", "steps", "exponential")
 NEEDS = {"plateau": ("factor", "patience", "max_reductions", "epochs"), "steps": ("factor", "milestones", "iterations"),
@@ -120,3 +119,22 @@ class Schedule:
             setattr(self, k, v)
         self._applied = None
         self._apply()
+
+
+def hold_lr(opt: torch.optim.Optimizer, as_tensor: bool, device: torch.device) -> None:
+    """Make each group's learning rate a 0-d tensor on ``device`` in its
+    parameters' dtype (for a captured step), or a plain float."""
+    for group in opt.param_groups:
+        lr = float(group["lr"])
+        dtype = group["params"][0].dtype if group["params"] else torch.float32
+        group["lr"] = torch.tensor(lr, dtype=dtype, device=device) if as_tensor else lr
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate: in place where it is a tensor (the
+    captured step reads it from there)."""
+    for group in opt.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr

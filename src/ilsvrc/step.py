@@ -29,7 +29,7 @@ them. So on a GPU the trainer runs the whole step as one CUDA graph:
 Three things keep a captured step exact and its graph valid:
 
 - the learning rate is a 0-d tensor on the device that the schedule writes
-  in place (``set_lr``), only when it changes; a float would be baked into
+  in place (``schedule.set_lr``), only when it changes; a float would be baked into
   the graph;
 - the momentum buffers exist before the first step (zeros, which is what
   SGD's first step amounts to), so the update has one code path;
@@ -46,7 +46,8 @@ from torch.nn import functional as F
 
 from .device import autocast
 from .errors import UserError
-from .evaluate import count_errors
+from .metrics import count_errors
+from .schedule import hold_lr
 
 MODES = ("eager", "default", "graph")
 ALIASES = {"reduce-overhead": "graph"}  # the name of the CUDA-graph mode before the whole step was one graph
@@ -96,25 +97,6 @@ def loss_and_logits(outputs, y: torch.Tensor, aux_weight: float) -> tuple[torch.
 def batch_totals(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(summed loss, top-1 errors) of a batch, float64, for the running sums."""
     return torch.stack((loss.detach(), count_errors(logits.detach(), y, k=1)[0])).double()
-
-
-def hold_lr(opt: torch.optim.Optimizer, as_tensor: bool, device: torch.device) -> None:
-    """Make each group's learning rate a 0-d tensor on ``device`` in its
-    parameters' dtype (for a captured step), or a plain float."""
-    for group in opt.param_groups:
-        lr = float(group["lr"])
-        dtype = group["params"][0].dtype if group["params"] else torch.float32
-        group["lr"] = torch.tensor(lr, dtype=dtype, device=device) if as_tensor else lr
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate: in place where it is a tensor (the
-    captured step reads it from there)."""
-    for group in opt.param_groups:
-        if torch.is_tensor(group["lr"]):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
 
 
 def start_momentum(opt: torch.optim.SGD) -> None:

@@ -38,8 +38,9 @@ except ImportError:
 
 from . import checkpoint as ckpts
 from . import recipes
+from .data.datasets import open_dataset
 from .data.default import default_data, find
-from .data.folders import open_dataset, warn_skipped
+from .data.images import warn_skipped
 from .data.sources import KINDS, source
 from .data.stats import Stats, load_or_compute
 from .data.transforms import TEST_CROPS, PaperTransforms
@@ -47,7 +48,7 @@ from .device import default_workers, pick_device
 from .distributed import join, leave
 from .errors import Diverged, Interrupted, UserError
 from .evaluate import evaluate_model
-from .models import build
+from .models import build, check_recipe
 from .schedule import Schedule
 from .schedule import check as check_schedule
 from .step import TrainStep, WholeStep, pick_mode
@@ -60,7 +61,10 @@ LOG_EVERY = 10  # steps between progress-bar and TensorBoard updates (each one s
 def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str | None) -> dict:
     """The resolved recipe: from the checkpoint when resuming, else from the recipe file."""
     if resume_ckpt is None:
-        return recipes.resolve(recipe, network=network, **overrides)
+        plan = recipes.resolve(recipe, network=network, **overrides)
+        if network is not None:
+            check_recipe(network, recipe)
+        return plan
     plan = resume_ckpt["config"]
     if recipe != plan["recipe"]:
         raise UserError(f"the checkpoint was trained with recipe {plan['recipe']}, not {recipe}")

@@ -11,17 +11,14 @@ occur in real ImageNet); a file nothing can decode is reported, not fatal.
 
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
-from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UserError
+from .images import SkippedImageWarning, decode_rgb, rescale, warn_skipped  # noqa: F401 (also imported from here)
 
 HELD_OUT = ("val", "test")  # the held-out split: val/ if present, else test/
 ANNOTATIONS = "val_annotations.txt"  # Tiny ImageNet's held-out labels, beside images/
@@ -49,8 +46,6 @@ class Split:
         return [label for _, label in self.items]
 
     def read(self, index: int, size: int) -> torch.Tensor | None:
-        from .transforms import rescale
-
         img = decode_rgb(self.items[index][0])
         return None if img is None else rescale(img, size)
 
@@ -95,19 +90,16 @@ def _items(name: str, folder: Path, classes: list[str]) -> Split:
     return Split(name, folder, items)
 
 
-def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
-    """Check the layout of ``root`` and list its images.
+def open_folder(root: str | os.PathLike, need_train: bool = True) -> Dataset:
+    """Check the ImageFolder layout of ``root`` and list its images.
 
     With ``need_train=False`` (evaluation) a missing ``train/`` is allowed and
-    the class list comes from the held-out split.
+    the class list comes from the held-out split. ``datasets.open_dataset``
+    opens a packed store as well.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist or is not a folder")
-    from .store import is_store, open_store
-
-    if is_store(root):
-        return open_store(root, need_train)
     heldout_dir = next((root / s for s in HELD_OUT if (root / s).is_dir()), None)
     train_dir = root / "train"
     if heldout_dir is None:
@@ -163,32 +155,3 @@ class Rescaled(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.split.read(i, self.size), self.split.describe(i)
-
-
-def decode_rgb(path: str) -> torch.Tensor | None:
-    """The image at ``path`` as a uint8 RGB tensor (3, H, W), or None if
-    neither torchvision's decoders nor PIL can read it."""
-    try:
-        return decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError, OSError):
-        pass
-    try:  # PIL reads formats and corner cases torchvision's decoders do not
-        with Image.open(path) as im:
-            return TF.pil_to_tensor(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-        return None
-
-
-class SkippedImageWarning(UserWarning):
-    """An image file that no decoder could read was left out."""
-
-
-_warned: set[str] = set()
-
-
-def warn_skipped(paths: list[str] | str) -> None:
-    """One warning per unreadable file per process, however often it is met."""
-    for path in [paths] if isinstance(paths, str) else paths:
-        if path not in _warned:
-            _warned.add(path)
-            warnings.warn(f"skipped {path}: not a readable image", SkippedImageWarning, stacklevel=2)

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .batched import BatchTransforms
-from .folders import Rescaled, warn_skipped
+from .folders import Rescaled
+from .images import warn_skipped
 from .loaders import Batch, EpochOrder
 
 

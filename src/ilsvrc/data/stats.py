@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from ..checkpoint import atomic_save
 from ..errors import UserError
-from .folders import Rescaled, Split, warn_skipped
+from .folders import Rescaled, Split
+from .images import warn_skipped
 
 
 @dataclass
@@ -141,16 +142,3 @@ def load_or_compute(split: Split, size: int, workers: int = 0, progress: bool = 
     stats = compute(split, size, workers, progress)
     atomic_save(stats.to_dict(), path)
     return stats
-
-
-def for_dataset(root, recipe: str = "alexnet", image_size: int | None = None, workers: int | None = None,
-                progress: bool = True) -> tuple[Stats, Path]:
-    """The statistics of the training split of ``root`` at the rescaled size
-    ``recipe`` uses (scaled with ``image_size``), and where they are cached."""
-    from .. import recipes
-    from ..device import default_workers
-    from .folders import open_dataset
-
-    split = open_dataset(root).train
-    size = recipes.resolve(recipe, image_size=image_size)["data"]["resize"]
-    return load_or_compute(split, size, default_workers(workers), progress), cache_path(split, size)

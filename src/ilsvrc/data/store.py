@@ -36,8 +36,12 @@ from torch.utils.data import DataLoader
 from torchvision.io import ImageReadMode, decode_image, encode_jpeg
 from tqdm import tqdm
 
+from ..device import default_workers
 from ..errors import UserError
-from .folders import Dataset, Split, decode_rgb, open_dataset, warn_skipped
+from .folders import Dataset, Split, open_folder
+from .images import decode_rgb, rescale, warn_skipped
+from .stats import Accumulator
+from .stats import read as read_stats
 
 MANIFEST = "ilsvrc-store.json"
 FORMAT_VERSION = 1
@@ -95,8 +99,6 @@ class PackedSplit:
         else:
             img = decode_image(raw, mode=ImageReadMode.RGB)
         if size != self.size:
-            from .transforms import rescale
-
             img = rescale(img, size)
         return img
 
@@ -108,12 +110,10 @@ class PackedSplit:
 
     def stored_stats(self, size: int):
         """The store's statistics when they describe images of ``size``."""
-        from .stats import read
-
         if self._stats_file is None or size != self.size:
             return None
         try:
-            return read(self._stats_file)
+            return read_stats(self._stats_file)
         except ValueError as e:
             raise UserError(f"{self._stats_file} is not the store's statistics: {e}; pack the store again") from None
 
@@ -159,8 +159,6 @@ class _Encoder(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitem__(self, i):
-        from .transforms import rescale
-
         path = self.split.items[i][0]
         img = decode_rgb(path)
         if img is None:
@@ -195,9 +193,6 @@ def pack(
     progress: bool = True,
 ) -> dict:
     """Pack the ImageFolder dataset ``data`` into the store ``out``; its manifest."""
-    from ..device import default_workers
-    from .stats import Accumulator
-
     out = Path(out)
     if encoding not in ENCODINGS:
         raise UserError(f"--format must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
@@ -207,9 +202,9 @@ def pack(
         raise UserError("--size and --part-size must be positive")
     if out.exists():
         raise UserError(f"{out} already exists; choose another output folder or remove it")
-    dataset = open_dataset(data)
-    if is_store(dataset.root):
+    if is_store(Path(data).expanduser()):
         raise UserError(f"{data} is already a packed store")
+    dataset = open_folder(data)
     workers = default_workers(workers)
     _remove_abandoned(out)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -49,6 +49,8 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from .images import rescale  # noqa: F401 (also imported from here)
+
 if TYPE_CHECKING:
     from .stats import Stats
 
@@ -96,12 +98,6 @@ def starts(u: torch.Tensor, room: int) -> torch.Tensor:
     """Window starts from uniforms ``u``: each of ``room`` places equally
     likely (the one rule of ``PaperTransforms.draw`` and the batched path)."""
     return (u * room).long().clamp(max=room - 1)
-
-
-def rescale(img: torch.Tensor, size: int) -> torch.Tensor:
-    """AlexNet Sec. 2: shorter side rescaled to ``size``, then the central square."""
-    img = TF.resize(img, [size], antialias=True)
-    return TF.center_crop(img, [size, size])
 
 
 def resize_float(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

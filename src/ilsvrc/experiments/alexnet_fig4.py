@@ -6,7 +6,7 @@ import torch
 
 from .. import checkpoint as ckpts
 from ..data.classnames import display_name
-from ..data.folders import open_dataset
+from ..data.datasets import open_dataset
 from ..data.loaders import Images, loader
 from ..device import default_workers, pick_device
 from ..evaluate import model_from_checkpoint, predict_proba, transforms_from_checkpoint

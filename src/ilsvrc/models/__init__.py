@@ -54,6 +54,15 @@ def entry(name: str) -> Entry:
     return _registry()[name]
 
 
+def check_recipe(name: str, recipe: str) -> None:
+    """A UserError unless model ``name`` trains with ``recipe`` (the check
+    on ``recipes.resolve(recipe, network=name)``)."""
+    trained_by = entry(name).recipe
+    if trained_by != recipe:
+        how = f"its recipe is {trained_by}" if trained_by else "it has no training recipe"
+        raise UserError(f"model {name} does not train with recipe {recipe}: {how}")
+
+
 def paper_variant(name: str) -> dict:
     """The paper's values of every switch of model ``name``."""
     e = entry(name)

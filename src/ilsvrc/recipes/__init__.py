@@ -102,7 +102,8 @@ def resolve(name: str, **overrides) -> dict:
     the other sizes of ``[data]`` with it (``resize``, ``scale``,
     ``test_resize``, ``test_scales``, ``padding``: 256 of 224 in AlexNet)
     unless they are given too, so that small images run through the same
-    pipeline scaled down. ``network`` picks another model of the recipe.
+    pipeline scaled down. ``network`` picks another model of the recipe
+    (``models.check_recipe`` checks that it is one).
     """
     recipe = load(name)
     where = {key: table for table in TABLES for key in recipe[table]}
@@ -123,12 +124,6 @@ def resolve(name: str, **overrides) -> dict:
     if network is not None and not isinstance(network, str):
         raise UserError(f"network must be a model name, not {network!r}")
     if network is not None:
-        from ..models import entry
-
-        if entry(network).recipe != name:
-            trained_by = entry(network).recipe
-            how = f"its recipe is {trained_by}" if trained_by else "it has no training recipe"
-            raise UserError(f"model {network} does not train with recipe {name}: {how}")
         recipe["network"] = network
     recipe["recipe"] = name
     return recipe

@@ -1,0 +1,31 @@
+"""A dataset by its root, whichever kind it is: an ImageFolder tree
+(folders.py) or a packed store (store.py), the one choice above both."""
+
+import os
+from pathlib import Path
+
+from ..device import default_workers
+from ..errors import UserError
+from .folders import Dataset, open_folder
+from .stats import Stats, cache_path, load_or_compute
+from .store import is_store, open_store
+
+
+def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
+    """The dataset at ``root``: a packed store, or else an ImageFolder tree
+    whose layout is checked and whose images are listed.
+
+    With ``need_train=False`` (evaluation) a missing ``train/`` is allowed and
+    the class list comes from the held-out split.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist or is not a folder")
+    return open_store(root, need_train) if is_store(root) else open_folder(root, need_train)
+
+
+def for_dataset(root, size: int, workers: int | None = None, progress: bool = True) -> tuple[Stats, Path]:
+    """The statistics of the training split of ``root`` rescaled to ``size``
+    (a recipe's ``resize``), and where they are cached."""
+    split = open_dataset(root).train
+    return load_or_compute(split, size, default_workers(workers), progress), cache_path(split, size)
