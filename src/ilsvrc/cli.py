@@ -110,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--views", choices=VIEWS, help="test views: centre (default), ten-crop, dense (fully convolutional,"
                    " multi-scale), multi-crop (5x5 grid per scale), 144-crop (GoogLeNet)")
     e.add_argument("--scales", type=_sizes, metavar="Q,Q,...", help="test scales for dense, multi-crop and 144-crop (default: the recipe's)")
-    e.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's, divided by the crops per image)")
+    e.add_argument("--batch-size", type=int, help="images per batch (default: as training validates: a training batch's"
+                   " pixels, counted in views)")
+    e.add_argument("--loader", default="auto", choices=("auto", "resident", "stream", "workers"),
+                   help="where centre and ten-crop batches come from, as in train (default: auto)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(e)
 
@@ -216,7 +219,7 @@ def _eval(a) -> int:
 
     r = evaluate(
         a.checkpoint, a.data, ten_crop=a.ten_crop, views=a.views, scales=a.scales, batch_size=a.batch_size,
-        device=a.device, workers=a.workers, progress=not a.no_progress,
+        device=a.device, workers=a.workers, progress=not a.no_progress, data_loader=a.loader,
     )
     if a.json:
         print(json.dumps(r))

@@ -28,6 +28,7 @@ from .data.datasets import open_dataset
 from .data.default import find
 from .data.images import warn_skipped
 from .data.loaders import Images, loader
+from .data.sources import test_batch_size, test_source
 from .data.stats import Stats
 from .data.transforms import PaperTransforms, resize_float
 from .device import autocast, default_workers, pick_device
@@ -128,11 +129,15 @@ def evaluate(
     device: str = "auto",
     workers: int | None = None,
     progress: bool = True,
+    data_loader: str = "auto",
 ) -> dict:
     """Top-1 and top-5 error of a checkpoint on the held-out split of ``data``
     (default: the dataset the checkpoint was trained on), under ``views``
     (one of ``VIEWS``; default centre, or ten-crop with ``ten_crop``) at the
-    test ``scales`` (default: the recipe's)."""
+    test ``scales`` (default: the recipe's). Centre and ten-crop views come
+    from the batch sources training validates with (``data_loader``:
+    "resident", "stream", "workers" or "auto", ``data/sources.py``); the
+    views of whole squares and originals from loader workers."""
     views = views or ("ten-crop" if ten_crop else "centre")
     if views not in VIEWS:
         raise UserError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
@@ -157,15 +162,21 @@ def evaluate(
         proba, crops = (lambda m, x: grid_proba(m, x.float() - mean, qs, transforms)), "square"
     elif views == "144-crop":
         crops = "144"
-    try:
-        images = Images(dataset.heldout, transforms, crops=crops, scales=qs)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     per_image = {"centre": 1, "ten-crop": 10, "dense": 2 * len(qs), "multi-crop": 2 * GRID * GRID * len(qs),
                  "144-crop": 36 * len(qs)}[views]
-    # the recipe's batch counts views: ten crops of 12 images are 120 views, not 1280
-    bs = batch_size or max(1, ckpt["config"]["optim"]["batch_size"] // per_image)
-    batches = loader(images, bs, shuffle=False, workers=default_workers(workers), pin_memory=dev.type == "cuda")
+    # the rule training validates with: a training batch's pixels, counted in views
+    bs = batch_size or test_batch_size(ckpt["config"]["optim"]["batch_size"], recipe_data["image_size"], per_image)
+    workers = default_workers(workers)
+    try:
+        if views in ("centre", "ten-crop"):
+            _, make = test_source(data_loader, dataset.heldout, transforms, dev, bs, crops=crops, workers=workers,
+                                  progress=progress)
+            batches = make()
+        else:
+            images = Images(dataset.heldout, transforms, crops=crops, scales=qs)
+            batches = loader(images, bs, shuffle=False, workers=workers, pin_memory=dev.type == "cuda")
+    except ValueError as e:
+        raise UserError(str(e)) from None
     result = evaluate_model(model, batches, dev, progress, proba=proba)
     result.update(views=views, crops=per_image, split=str(dataset.heldout.root), checkpoint=str(checkpoint))
     if views in ("dense", "multi-crop", "144-crop"):

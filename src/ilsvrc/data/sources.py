@@ -61,25 +61,13 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
     kind = choose(kind, dataset, size, device)
     test_batch = test_batch_size(batch_size, transforms.image_size, test_crops)
     shard = dict(rank=rank, world=world)
+    test = _tests(kind, dataset.heldout, transforms, device, test_batch, test_crops, workers, progress, shard)
     if kind == "workers":
-        pin = device.type == "cuda"
         train_images = Images(dataset.train, transforms)
-        test_images = Images(dataset.heldout, transforms, crops=test_crops)
-        return Source(
-            kind,
-            lambda epoch, start: loader(train_images, batch_size, shuffle=True, seed=seed, epoch=epoch, start_batch=start,
-                                        workers=workers, pin_memory=pin, **shard),
-            lambda: loader(test_images, test_batch, shuffle=False, workers=workers, pin_memory=pin, **shard),
-        )
-    if kind == "resident":
-        train_split = shared(dataset.train, size, device, workers, progress)
-        test_split = shared(dataset.heldout, size, device, workers, progress)
-    elif kind == "stream":
-        if not isinstance(dataset.train, PackedSplit):
-            raise ValueError("--loader stream needs a packed store as --data (ilsvrc pack)")
-        train_split, test_split = StreamedSplit(dataset.train, size, device), StreamedSplit(dataset.heldout, size, device)
-    else:
-        raise ValueError(f"--loader must be one of {', '.join(KINDS)}, not {kind!r}")
+        return Source(kind, lambda epoch, start: loader(train_images, batch_size, shuffle=True, seed=seed, epoch=epoch,
+                                                        start_batch=start, workers=workers,
+                                                        pin_memory=device.type == "cuda", **shard), test)
+    train_split = _on_device(kind, dataset.train, size, device, workers, progress)
     batched = BatchTransforms(transforms, device)
     feed = None
     if kind == "resident" and world == 1 and all(train_split.valid) and batched.fixed_windows:
@@ -88,6 +76,38 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
         kind,
         lambda epoch, start: train_split.batches(batched, batch_size, shuffle=True, seed=seed, epoch=epoch,
                                                  start_batch=start, **shard),
-        lambda: test_split.batches(batched, test_batch, shuffle=False, crops=test_crops, **shard),
+        test,
         feed,
     )
+
+
+def test_source(kind: str, split, transforms: PaperTransforms, device: torch.device, batch_size: int, *, crops: int,
+                workers: int, progress: bool) -> tuple[str, Callable[[], Iterable]]:
+    """The kind chosen and the batch maker for testing ``split`` alone (``ilsvrc
+    eval``): the same three ways, and the same batches, as training validates."""
+    if kind == "auto":
+        size = transforms.stats.size
+        kind = ("resident" if fits(split, size, device) else
+                "stream" if isinstance(split, PackedSplit) and device.type == "cuda" else "workers")
+    return kind, _tests(kind, split, transforms, device, batch_size, crops, workers, progress, {})
+
+
+def _on_device(kind: str, split, size: int, device: torch.device, workers: int, progress: bool):
+    """``split`` resident on the device, or streamed from its packed store."""
+    if kind == "resident":
+        return shared(split, size, device, workers, progress)
+    if kind == "stream":
+        if not isinstance(split, PackedSplit):
+            raise ValueError("--loader stream needs a packed store as --data (ilsvrc pack)")
+        return StreamedSplit(split, size, device)
+    raise ValueError(f"--loader must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+def _tests(kind: str, split, transforms: PaperTransforms, device: torch.device, batch_size: int, crops: int,
+           workers: int, progress: bool, shard: dict) -> Callable[[], Iterable]:
+    """A maker of ``split``'s test batches, in order, the ``kind`` way."""
+    if kind == "workers":
+        images = Images(split, transforms, crops=crops)
+        return lambda: loader(images, batch_size, shuffle=False, workers=workers, pin_memory=device.type == "cuda", **shard)
+    on_device, batched = _on_device(kind, split, transforms.stats.size, device, workers, progress), BatchTransforms(transforms, device)
+    return lambda: on_device.batches(batched, batch_size, shuffle=False, crops=crops, **shard)

@@ -207,12 +207,11 @@ class Experiment:
     def trained(self, run: str, recipe: str, **settings) -> Path:
         """A trained network's checkpoint: the one given (``--checkpoint``), else
         run ``run`` trained here."""
-        if self.given_checkpoint is not None:
-            return self.given_checkpoint
-        record = self.train(run, recipe, **settings)
+        if self.given_checkpoint is None:
+            record = self.train(run, recipe, **settings)
         if self.planning is not None:
-            raise _Planned  # what follows looks at the trained network
-        return self.checkpoint(record)
+            raise _Planned  # what follows looks at the trained network: nothing to plan there
+        return self.given_checkpoint or self.checkpoint(record)
 
 
 def _train_together(ex: Experiment, module, at_once: int) -> None:
