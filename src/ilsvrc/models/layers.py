@@ -319,7 +319,3 @@ def parse_pool(pool: str) -> tuple[int, int]:
     if window < 1 or stride < 1:
         raise ValueError(f"pool window and stride must be positive, not {pool!r}")
     return window, stride
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
