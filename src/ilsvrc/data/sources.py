@@ -45,11 +45,18 @@ class Source:
 
 
 def choose(kind: str, dataset, size: int, device: torch.device) -> str:
+    resident = kind == "auto" and fits(dataset.train, size, device) and fits(dataset.heldout, size, device, 0.25)
+    return _choice(kind, dataset.train, device, resident)
+
+
+def _choice(kind: str, split, device: torch.device, resident_fits: bool) -> str:
+    """``kind``, or for "auto": resident where it fits, else streamed from a
+    packed store on a GPU, else loader workers."""
     if kind != "auto":
         return kind
-    if fits(dataset.train, size, device) and fits(dataset.heldout, size, device, 0.25):
+    if resident_fits:
         return "resident"
-    if isinstance(dataset.train, PackedSplit) and device.type == "cuda":
+    if isinstance(split, PackedSplit) and device.type == "cuda":
         return "stream"
     return "workers"
 
@@ -85,10 +92,7 @@ def test_source(kind: str, split, transforms: PaperTransforms, device: torch.dev
                 workers: int, progress: bool) -> tuple[str, Callable[[], Iterable]]:
     """The kind chosen and the batch maker for testing ``split`` alone (``ilsvrc
     eval``): the same three ways, and the same batches, as training validates."""
-    if kind == "auto":
-        size = transforms.stats.size
-        kind = ("resident" if fits(split, size, device) else
-                "stream" if isinstance(split, PackedSplit) and device.type == "cuda" else "workers")
+    kind = _choice(kind, split, device, kind == "auto" and fits(split, transforms.stats.size, device))
     return kind, _tests(kind, split, transforms, device, batch_size, crops, workers, progress, {})
 
 

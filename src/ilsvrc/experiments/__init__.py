@@ -151,18 +151,18 @@ class Experiment:
                 "final": {k: Spread([r["final"][k] for r in records]) for k in FINAL},
                 "curve": {k: mean_curve([r["curve"][k] for r in records]) for k in CURVE}}
 
-    def job(self, name: str, seed: int, recipe: str, model: str | None, settings: dict) -> dict:
-        """The ``train`` arguments of run ``name``."""
+    def job(self, name: str, seed: int, recipe: str, model: str | None, changed: dict) -> dict:
+        """The ``train`` arguments of run ``name``, ``changed`` its recipe values."""
         run_dir = self.runs_dir / name
         return dict(recipe=recipe, data=self.data, out=run_dir, model=model, seed=seed, device=self.device,
                     workers=self.workers, resume=(run_dir / "last.pt").exists(), max_steps=self.budget.get("max_steps"),
-                    **self.budget.get("settings", {}), **settings)
+                    **changed)
 
     def _train_one(self, name: str, seed: int, recipe: str, model: str | None, settings: dict) -> dict:
         from ..train import train
 
-        job = self.job(name, seed, recipe, model, settings)
-        changed = {**self.budget.get("settings", {}), **settings}
+        changed = {**self.budget.get("settings", {}), **settings}  # a network's own settings win over the budget's
+        job = self.job(name, seed, recipe, model, changed)
         if self.planning is not None:  # a stand-in record: the planning pass only notes what is trained
             self.planning.append(job)
             nan = {k: [math.nan] for k in CURVE} | {"epoch": [1], "step": [1]}
