@@ -102,7 +102,7 @@ def nonfinite(state: dict) -> str | None:
     """The first entry of the state dict ``state`` that holds a NaN or an
     infinity, or None; one read from the device for all of them. A tensor's
     sum is NaN or infinite when one of its values is, and a sum is one pass
-    over the weights (25x cheaper than ``isfinite(v).all()`` on the CPU); a
+    over the weights without the boolean copy ``isfinite(v).all()`` makes; a
     sum can overflow only when the weights near float32's limit, 3e38,
     which is divergence too."""
     floats = {k: v for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()}
