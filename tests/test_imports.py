@@ -23,7 +23,7 @@ PACKAGE = "ilsvrc"
 # A module not named here sits on the floor of the nearest named package.
 FLOORS = [
     ["errors"],
-    ["device", "distributed", "checkpoint", "spread", "figures"],
+    ["device", "distributed", "checkpoint", "run_folder", "spread", "figures"],
     ["data", "data.images", "data.classnames"],  # decoding an image, the stored square
     ["data.folders", "data.stats", "data.store", "data.datasets", "data.default"],  # datasets and their statistics
     ["data.transforms", "data.loaders", "data.batched", "data.resident", "data.streamed", "data.sources"],  # batches

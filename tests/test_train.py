@@ -42,7 +42,7 @@ def test_resume_ends_where_the_uninterrupted_run_ends(tiny_data, tmp_path, data_
     train("alexnet", tiny_data, tmp_path / "once", max_steps=8, **common)
     train("alexnet", tiny_data, tmp_path / "twice", max_steps=4, **common)
     ckpt = torch.load(tmp_path / "twice" / "last.pt", weights_only=True)
-    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 4, 4)
+    assert (ckpt["epoch"], ckpt["position"], ckpt["step"]) == (0, 4, 4)
     train("alexnet", tiny_data, tmp_path / "twice", max_steps=8, resume=True, **common)
     a, b = weights(tmp_path / "once" / "last.pt"), weights(tmp_path / "twice" / "last.pt")
     assert a.keys() == b.keys()

@@ -5,50 +5,46 @@ paper's augmented images; the learning rate follows the recipe's schedule
 (``schedule.py``: divided by 10 when the validation error stops improving,
 at fixed steps, or every few epochs). A network with auxiliary classifiers
 (GoogLeNet) returns their outputs too in training mode, and their losses are
-added with the model's ``aux_weight``. Each epoch appends one row to ``metrics.jsonl`` and to
-the TensorBoard log in ``tb/``, and writes ``last.pt`` (everything needed to
-go on) and, when the validation top-1 error is the best so far, ``best.pt``.
+added with the model's ``aux_weight``. Each epoch appends one row to
+``metrics.jsonl`` and to the TensorBoard log, and writes ``last.pt``
+(everything needed to go on) and, when the validation top-1 error is the
+best so far, ``best.pt`` (``run_folder.py`` lists the run folder).
 ``resume=True`` continues from ``last.pt`` exactly where the run stopped: the
 same batches, the same dropout masks, the same weights at the end.
 
-Run directory::
-
-    config.json    the resolved recipe, data and seed
-    metrics.jsonl  one JSON object per epoch (and one where a run stopped early)
-    tb/            TensorBoard event files
-    last.pt        model, optimizer, schedule, position and RNG state
-    best.pt        the model at its best validation top-1 error
+Read it top to bottom: ``train`` drives ``training``, a generator that
+yields after each step (so that runs can take turns, ``together.py``);
+``training`` names the parts in order: ``prepare`` (every check, then the
+model, optimizer, schedule, batches and ``TrainState``), ``run_epoch`` (the
+steps) and ``end_epoch`` (validation, the metrics row, the schedule, the
+checkpoints).
 """
 
-import json
 import math
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-try:
-    import fcntl  # POSIX: the run folder's lock
-except ImportError:
-    fcntl = None
-
 from . import checkpoint as ckpts
 from . import recipes
 from .data.datasets import open_dataset
 from .data.default import default_data, find
 from .data.images import warn_skipped
-from .data.sources import KINDS, source
+from .data.sources import KINDS, Source, source
 from .data.stats import Stats, load_or_compute
 from .data.transforms import TEST_CROPS, PaperTransforms
 from .device import default_workers, pick_device
-from .distributed import join, leave
+from .distributed import World, join, leave
 from .errors import Diverged, Interrupted, UserError
 from .evaluate import evaluate_model
 from .models import build, check_recipe
+from .run_folder import RunFolder
 from .schedule import Schedule
 from .schedule import check as check_schedule
 from .step import TrainStep, WholeStep, pick_mode
@@ -56,6 +52,438 @@ from .step import TrainStep, WholeStep, pick_mode
 # Settings that may change when a run is resumed: how long it goes on.
 RESUMABLE = {"epochs", "iterations"}
 LOG_EVERY = 10  # steps between progress-bar and TensorBoard updates (each one syncs with the device)
+
+
+def _zero_sums() -> dict:
+    return {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
+
+
+@dataclass
+class TrainState:
+    """Where a run is: what changes from step to step, and ``last.pt`` keeps."""
+
+    epoch: int = 0  # epochs done
+    position: int = 0  # batches of the current epoch done
+    step: int = 0  # optimizer steps in all
+    best: float = math.inf  # the lowest validation top-1 error so far
+    sums: dict = field(default_factory=_zero_sums)  # the epoch's training loss, errors, images and seconds
+
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "step": self.step, "best_top1": self.best,
+                "sums": dict(self.sums)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainState":
+        position = d["position"] if "position" in d else d["batch"]  # "batch" in checkpoints of format 1
+        return cls(d["epoch"], position, d["step"], d["best_top1"], dict(d["sums"]))
+
+    def next_epoch(self) -> None:
+        self.epoch, self.position, self.sums = self.epoch + 1, 0, _zero_sums()
+
+
+@dataclass
+class Run:
+    """What ``prepare`` builds: all that the loop reads, and the run's settings."""
+
+    plan: dict  # the resolved recipe
+    folder: RunFolder
+    root: Path  # the data's folder or store
+    dataset: object
+    stats: Stats
+    seed: int
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or DDP around it
+    opt: torch.optim.SGD
+    sched: Schedule
+    batches: Source
+    train_step: TrainStep | WholeStep
+    dev: torch.device
+    world: World
+    mode: str  # how the step runs (step.py)
+    steps_per_epoch: int
+    epochs: int
+    max_steps: int | None
+    progress: bool
+    prefix: str  # before each line the run prints
+    checkpoint_minutes: float
+    until_top1_error: float | None
+    say_if_long: bool  # (until said: once, on a CPU, if the run would take more than an hour)
+    first_step: int = 0  # where this process began, and when (for that estimate)
+    started: float = 0.0
+
+    @property
+    def total(self) -> int:
+        """The step the run ends at."""
+        planned = self.epochs * self.steps_per_epoch
+        return planned if self.max_steps is None else min(self.max_steps, planned)
+
+    def at_max_steps(self, state: TrainState) -> bool:
+        return self.max_steps is not None and state.step >= self.max_steps
+
+    def checkpoint(self, state: TrainState) -> dict:
+        """What ``best.pt`` and ``last.pt`` both hold."""
+        return {"format": 2, "config": self.plan, "data_root": str(self.root.resolve()), "seed": self.seed,
+                "classes": self.dataset.classes, "stats": self.stats.to_dict(), "model": self.model.state_dict(),
+                **state.to_dict()}
+
+    def diverged(self, state: TrainState, what: str) -> Diverged:
+        last = self.folder.last
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written"
+        return Diverged(f"training diverged by step {state.step}: {what} at learning rate {self.sched.lr():g}; {kept}; "
+                        "lower the learning rate")
+
+    def check_weights(self, state: TrainState) -> None:
+        """Nothing of a diverged run is validated or saved: the loss read last
+        can be finite while the update after it made the weights NaN."""
+        if (key := ckpts.nonfinite(self.model.state_dict())) is not None:
+            raise self.diverged(state, f"{key} holds NaN or infinite values")
+
+
+def train(*args, **kwargs) -> dict:
+    """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
+
+    ``overrides`` replace recipe values by name (``epochs=1``, ``lr=0.02``,
+    ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
+    stops after that many optimizer steps in all. ``data_loader`` is where
+    batches come from: "resident", "stream", "workers" or "auto" (see
+    ``data/sources.py``). ``compile``: how the training step runs
+    (``step.py``): None picks (on a GPU, the whole step captured as CUDA
+    graphs when the data is resident, else the compiled network; eager on
+    the CPU), False is eager, True the best compiled mode, or a mode name
+    ("eager", "default", "graph"). ``until_top1_error``: stop after the
+    first validation whose top-1 error (percent) is at most this. ``model``:
+    another network of the recipe than its default (``resnet-110`` for
+    ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
+    model (VGG's deeper configurations from a trained A). ``preset``:
+    "demo", the recipe's ``[demo]`` values (a run of minutes on a CPU) under
+    the given overrides. Returns the last metrics row. The arguments are
+    ``prepare``'s.
+    """
+    steps = training(*args, **kwargs)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def training(*args, stop=None, **kwargs):
+    """``train`` one step at a time: a generator that yields after each
+    optimizer step and returns the last metrics row (``StopIteration.value``),
+    so that several runs can take turns in one process (``together.py``).
+    ``stop``: a ``StopRequest`` shared by such runs (default: the run's own),
+    which one Ctrl-C or SIGTERM sets for all of them."""
+    run, state = prepare(*args, **kwargs)
+    stop = StopRequest() if stop is None else stop  # (a StopRequest is falsy until it is set)
+    row: dict = {}
+    # one bar for the whole run: its time left is the run's (the epoch is in its description)
+    bar = tqdm(total=run.total, initial=state.step, unit="step", disable=not run.progress, leave=False)
+    try:
+        with stop:
+            while state.epoch < run.epochs and not run.at_max_steps(state) and not stop:
+                bar.set_description(f"epoch {state.epoch + 1}/{run.epochs}")
+                yield from run_epoch(run, state, stop, bar)
+                complete = state.position >= run.steps_per_epoch
+                if stop and not complete:  # interrupted: keep the place, skip validation
+                    run.check_weights(state)
+                    save_last(run, state)
+                    break
+                row = end_epoch(run, state, complete)
+                if run.until_top1_error is not None and row["val_top1_error"] <= run.until_top1_error:
+                    break  # the target is reached (benchmarks/time_to_accuracy.py)
+    finally:
+        bar.close()
+        run.folder.close()
+        leave(run.world)
+    if stop:
+        raise Interrupted(f"interrupted at step {state.step}; {run.folder.last} holds the run, continue it with --resume")
+    return row
+
+
+def prepare(
+    recipe: str = "alexnet",
+    data=None,
+    out="runs/alexnet",
+    *,
+    max_steps: int | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    checkpoint_minutes: float = 10.0,
+    data_loader: str = "auto",
+    compile: bool | None = None,
+    until_top1_error: float | None = None,
+    model: str | None = None,
+    init_from=None,
+    label: str | None = None,
+    preset: str | None = None,
+    **overrides,
+) -> tuple[Run, TrainState]:
+    """Check every setting, then build the model, optimizer, schedule, batches
+    and state (fresh, or from ``last.pt``) and open the run folder. (DESIGN.md:
+    a user error leaves the run folder as it was, so nothing is written before
+    everything is checked.) ``label``: the run's name before its lines."""
+    folder = RunFolder(out)
+    ckpt = folder.last_checkpoint() if resume else None
+    if data_loader not in KINDS:
+        raise UserError(f"--loader must be one of {', '.join(KINDS)}, not {data_loader!r}")
+    if max_steps is not None and max_steps < 1:
+        raise UserError(f"--max-steps must be positive, not {max_steps}")
+    if preset is not None:
+        overrides = recipes.preset(recipe, preset) | {k: v for k, v in overrides.items() if v is not None}
+    plan = _plan(recipe, ckpt, overrides, model)
+    if ckpt is not None:
+        seed, data = ckpt["seed"], data or ckpt["data_root"]
+    root = find(data) if data else default_data()  # a dataset's name or a path
+    dataset = open_dataset(root)
+    if ckpt is None:
+        folder.check_unused()  # after the data: a bad --data is the news
+    elif dataset.classes != ckpt["classes"]:
+        raise UserError(f"{root} has other classes than the checkpoint in {folder.path}")
+    torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
+    net = _validate(plan, len(dataset.classes))
+    dev, world, mode = _placement(device, compile)
+    workers = default_workers(workers)
+    bs = plan["optim"]["batch_size"]  # the global batch: each rank takes every world.size-th image of it
+    if bs < world.size:
+        raise UserError(f"the batch size {bs} is smaller than the number of processes {world.size}")
+    progress = progress and world.main
+    stats = Stats.from_dict(ckpt["stats"]) if ckpt else _statistics(dataset, plan["data"]["resize"], world, workers, progress)
+    transforms = _transforms(stats, plan["data"])
+    if init_from is not None and ckpt is None:
+        _init_from(net, init_from, plan["network"])
+    net, opt, sched, state = _optimizer_and_state(net, plan, dev, world, ckpt, seed)
+    steps_per_epoch = math.ceil(len(dataset.train) / bs)
+    if sched.iterations is not None:  # the schedule says where the run ends (ResNet Sec. 4.2: 64k steps)
+        max_steps = sched.iterations if max_steps is None else min(max_steps, sched.iterations)
+    try:
+        batches = source(data_loader, dataset, transforms, dev, bs, seed=seed, test_crops=plan["data"]["test_crops"],
+                         workers=workers, progress=progress, rank=world.rank, world=world.size)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    model = net.module if world.distributed else net
+    aux_weight = getattr(model, "aux_weight", 0.0)
+    # on a GPU the whole step as one CUDA graph, its batches made inside it where the data is resident (step.py)
+    train_step = (WholeStep(model, opt, aux_weight, dev, bs, feed=batches.feed) if mode == "graph"
+                  else TrainStep(net, opt, aux_weight, dev, mode))
+    run = Run(plan, folder, root, dataset, stats, seed, model, net, opt, sched, batches, train_step, dev, world, mode,
+              steps_per_epoch, sched.epochs(steps_per_epoch), max_steps, progress, f"{label}: " if label else "",
+              checkpoint_minutes, until_top1_error, say_if_long=dev.type == "cpu" and preset is None)
+    if world.main:
+        folder.open({"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
+                     "processes": world.size, "loader": batches.kind}, resumed_step=None if ckpt is None else state.step)
+        _say_plan(run, state)
+    run.first_step, run.started = state.step, time.perf_counter()
+    return run, state
+
+
+def _placement(device: str, compile) -> tuple[torch.device, World, str]:
+    """The device, the processes (one, or one of several under torchrun) and
+    the step's mode (a bad compile setting is reported before any work)."""
+    dev = pick_device(device)
+    world = join(dev)
+    if dev.type == "cuda" and world.distributed:
+        dev = torch.device("cuda", world.local_rank)
+    return dev, world, pick_mode(compile, dev, world.distributed)
+
+
+def _statistics(dataset, resize: int, world: World, workers: int, progress: bool) -> Stats:
+    """The training set's mean image and RGB eigenvectors: rank 0 computes
+    (or finds) them, the other ranks then read its cache."""
+    if not world.main:
+        world.barrier()
+    stats = load_or_compute(dataset.train, resize, workers, progress)
+    if world.main:
+        world.barrier()
+    return stats
+
+
+def _optimizer_and_state(model: torch.nn.Module, plan: dict, dev: torch.device, world: World, ckpt: dict | None,
+                         seed: int) -> tuple[torch.nn.Module, torch.optim.SGD, Schedule, TrainState]:
+    """The model on its device (wrapped in DDP over several processes), SGD,
+    the schedule and the state: fresh, or all four as ``ckpt`` left them."""
+    o = plan["optim"]
+    model = model.to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+    opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
+    sched = Schedule(opt, plan["schedule"], o["lr"], plan["network"])
+    if ckpt is None:
+        state = TrainState()
+        torch.manual_seed(seed + world.rank)  # dropout masks differ between ranks
+    else:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["schedule"])
+        state = TrainState.from_dict(ckpt)
+        set_rng_state(ckpt["rng"][world.rank % len(ckpt["rng"])])
+    if world.distributed:  # gradients averaged over the ranks; rank 0's weights to start
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    return model, opt, sched, state
+
+
+def _say_plan(run: Run, state: TrainState) -> None:
+    """The plan, before the first step (issue 16: what runs where, and how long it is)."""
+    n, planned = run.epochs, run.epochs * run.steps_per_epoch
+    tqdm.write(f"{run.prefix}{run.plan['recipe']} ({run.plan['network']}) on {run.root} ({len(run.dataset.train)} training,"
+               f" {len(run.dataset.heldout)} held-out images), {run.dev}, {run.mode} step, {run.batches.kind} batches:"
+               f" {n} epoch{'s' * (n != 1)} x {run.steps_per_epoch} steps of {run.plan['optim']['batch_size']}"
+               f"{f', stopping at step {run.total}' if run.total < planned else ''}"
+               f"{f', from step {state.step}' if state.step else ''}, into {run.folder.path}")
+
+
+def run_epoch(run: Run, state: TrainState, stop: "StopRequest", bar: tqdm):
+    """The epoch's steps from ``state.position`` on, yielding after each; it
+    ends early at ``max_steps`` or when a stop is requested, and saves
+    ``last.pt`` every ``checkpoint_minutes`` on the way."""
+    run.net.train()
+    sums = DeviceSums(run, state)
+    saved = time.monotonic()
+    for n in _steps(run, state):
+        sums.images += n
+        state.position += 1
+        state.step += 1
+        run.sched.after_step(state.step)
+        bar.update(1)
+        if state.step % LOG_EVERY == 0:
+            sums.read()
+            _show_progress(run, state, bar)
+        due = time.monotonic() - saved > 60 * run.checkpoint_minutes and state.position < run.steps_per_epoch
+        if run.world.distributed:  # every rank stops and saves at the same step: one exchange for both
+            agreed = run.world.sum(torch.tensor([bool(stop), due], device=run.dev).int()).tolist()
+            stop.requested, due = (bool(v) for v in agreed)
+        if run.at_max_steps(state) or stop:
+            break
+        if due:
+            sums.read()
+            run.check_weights(state)
+            save_last(run, state)
+            saved = time.monotonic()
+        yield
+    sums.read()
+
+
+def _steps(run: Run, state: TrainState):
+    """Runs the epoch's steps from batch ``state.position`` on; yields each one's number of images."""
+    feed = run.train_step.feed if run.mode == "graph" else None
+    if feed is not None:  # the batches are made inside the step: nothing per step here
+        feed.start(state.epoch, state.position)
+        for b in range(state.position, run.steps_per_epoch):
+            n = feed.size(b)
+            run.train_step.next(n)
+            yield n
+        return
+    dev, world = run.dev, run.world
+    for batch in run.batches.train(state.epoch, state.position):
+        warn_skipped(batch.skipped)
+        n = len(batch.labels)
+        if n or world.distributed:  # every rank joins every gradient exchange
+            x = batch.images.to(dev, non_blocking=True)
+            y = batch.labels.to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            if world.distributed:  # the mean over the global batch: DDP averages over ranks, hence * world.size
+                scale = world.size / world.sum(torch.tensor(float(n), device=dev)).clamp(min=1)
+            else:
+                scale = 1.0 / n
+            run.train_step(x, y, scale)
+        yield n
+
+
+class DeviceSums:
+    """The epoch's training loss and errors as the step leaves them: on the
+    device (``train_step.totals``), added into ``state.sums`` with the images
+    and the time only when ``read`` (each read waits for the device)."""
+
+    def __init__(self, run: Run, state: TrainState):
+        self.run, self.state = run, state
+        self.totals = run.train_step.totals
+        self.totals.zero_()
+        self.images = 0  # this process's images since the last read
+        self.since = time.perf_counter()
+
+    def read(self) -> None:
+        """Move the device-side sums (of all ranks) and the time since the last read into ``state.sums``."""
+        run, sums = self.run, self.state.sums
+        now = time.perf_counter()
+        counts = torch.cat((self.totals, torch.tensor([self.images], dtype=torch.float64, device=run.dev)))
+        loss, errors, seen = run.world.sum(counts).tolist()
+        if not math.isfinite(loss):  # diverged: stop before anything of it is validated or saved
+            raise run.diverged(self.state, f"the training loss is {loss}")
+        if seen:
+            run.sched.after_interval(100.0 * errors / seen)  # the end of a warm-up
+        sums["seconds"] += now - self.since
+        sums["loss"] += loss
+        sums["errors"] += int(errors)
+        sums["images"] += int(seen)
+        self.totals.zero_()
+        self.images, self.since = 0, now
+
+
+def _show_progress(run: Run, state: TrainState, bar: tqdm) -> None:
+    """The bar's loss and speed, TensorBoard's loss; once, early, a notice when the run would be long."""
+    sums = state.sums
+    if run.say_if_long and run.world.main:
+        run.say_if_long = False
+        per_step = (time.perf_counter() - run.started) / max(state.step - run.first_step, 1)
+        _say_if_long(run.prefix, per_step * (run.total - state.step), run.plan["recipe"])
+    mean_loss = sums["loss"] / max(sums["images"], 1)
+    bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{sums['images'] / max(sums['seconds'], 1e-9):.0f}")
+    if run.world.main:
+        run.folder.add_scalar("step/train_loss", mean_loss, state.step)
+
+
+def end_epoch(run: Run, state: TrainState, complete: bool) -> dict:
+    """Validate, log one row, step the schedule and write the checkpoints;
+    a ``complete`` epoch moves the state on to the next one. The row."""
+    run.check_weights(state)
+    val = evaluate_model(run.model, run.batches.test(), run.dev, progress=run.progress, world=run.world)
+    sums = state.sums
+    n = max(sums["images"], 1)
+    row = {
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "complete": complete,
+        "train_loss": sums["loss"] / n,
+        "train_error": 100.0 * sums["errors"] / n,
+        "val_top1_error": val["top1_error"],
+        "val_top5_error": val["top5_error"],
+        "lr": run.sched.lr(),
+        "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
+        "epoch_time_s": sums["seconds"],
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    # The row first, then the checkpoints: a run killed in between resumes
+    # from the older last.pt, which drops rows after its step (RunFolder.open).
+    if run.world.main:
+        run.folder.append(row)
+    if complete:
+        run.sched.after_epoch(state.epoch + 1, val["top1_error"])  # e.g. divide by 10 when the validation error stops improving
+        state.next_epoch()
+    if val["top1_error"] < state.best:
+        state.best = val["top1_error"]
+        if run.world.main:
+            ckpts.atomic_save(run.checkpoint(state) | {"val": val}, run.folder.best)
+    save_last(run, state)
+    if run.world.main:
+        tqdm.write(
+            f"{run.prefix}epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
+            f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
+            f" | lr {row['lr']:.2g} | {row['images_per_s']:.0f} img/s"
+        )
+    return row
+
+
+def save_last(run: Run, state: TrainState) -> None:
+    """last.pt: everything a resumed run needs, at the current position (the
+    caller has checked the weights)."""
+    rng = run.world.gather(rng_state())  # every rank's, so that each resumes its own dropout stream
+    if run.world.main:
+        ckpts.atomic_save(run.checkpoint(state) | {"optimizer": run.opt.state_dict(), "schedule": run.sched.state_dict(),
+                                                   "rng": rng}, run.folder.last)
 
 
 def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str | None) -> dict:
@@ -133,388 +561,11 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _append_row(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row, allow_nan=False) + "\n")  # a NaN is not JSON: it stops the run instead (fold)
-        f.flush()
-
-
-def _keep_rows_until(path: Path, step: int) -> None:
-    """Drop metrics rows written after the checkpoint being resumed from."""
-    if not path.exists():
-        return
-    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    ckpts.atomic_write(path, lambda f: f.write("".join(r + "\n" for r in rows).encode()))
-
-
-def train(*args, **kwargs) -> dict:
-    """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
-
-    ``overrides`` replace recipe values by name (``epochs=1``, ``lr=0.02``,
-    ``lrn=False``, ``pca_lighting=0``, ``image_size=64``...). ``max_steps``
-    stops after that many optimizer steps in all. ``data_loader`` is where
-    batches come from: "resident", "stream", "workers" or "auto" (see
-    ``data/sources.py``). ``compile``: how the training step runs
-    (``step.py``): None picks (on a GPU, the whole step captured as CUDA
-    graphs when the data is resident, else the compiled network; eager on
-    the CPU), False is eager, True the best compiled mode, or a mode name
-    ("eager", "default", "graph"). ``until_top1_error``: stop after the
-    first validation whose top-1 error (percent) is at most this. ``model``:
-    another network of the recipe than its default (``resnet-110`` for
-    ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
-    model (VGG's deeper configurations from a trained A). Returns the last
-    metrics row. The arguments are ``training``'s.
-    """
-    steps = training(*args, **kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-
-
-def training(
-    recipe: str = "alexnet",
-    data=None,
-    out="runs/alexnet",
-    *,
-    max_steps: int | None = None,
-    device: str = "auto",
-    workers: int | None = None,
-    seed: int = 0,
-    resume: bool = False,
-    progress: bool = True,
-    checkpoint_minutes: float = 10.0,
-    data_loader: str = "auto",
-    compile: bool | None = None,
-    until_top1_error: float | None = None,
-    model: str | None = None,
-    init_from=None,
-    stop=None,
-    label: str | None = None,
-    preset: str | None = None,
-    **overrides,
-):
-    """``train`` one step at a time: a generator that yields after each
-    optimizer step and returns the last metrics row (``StopIteration.value``),
-    so that several runs can take turns in one process (``together.py``).
-    ``stop``: a ``StopRequest`` shared by such runs (default: the run's own),
-    which one Ctrl-C or SIGTERM sets for all of them; ``label``: the run's
-    name before its lines. ``preset``: "demo", the recipe's ``[demo]``
-    values (a run of minutes on a CPU) under the given overrides."""
-    out = Path(out)
-    last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
-    prefix = f"{label}: " if label else ""  # before each line the run prints
-
-    # Everything is checked before anything is written (DESIGN.md: a user
-    # error leaves the run directory as it was).
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
-    if resume:
-        if not last_path.exists():
-            raise UserError(f"nothing to resume: {last_path} does not exist")
-        ckpt = ckpts.load(last_path)
-    else:
-        ckpt = None
-    if data_loader not in KINDS:
-        raise UserError(f"--loader must be one of {', '.join(KINDS)}, not {data_loader!r}")
-    if max_steps is not None and max_steps < 1:
-        raise UserError(f"--max-steps must be positive, not {max_steps}")
-    if preset is not None:
-        overrides = recipes.preset(recipe, preset) | {k: v for k, v in overrides.items() if v is not None}
-    plan = _plan(recipe, ckpt, overrides, model)
-    if ckpt is not None:
-        seed = ckpt["seed"]
-        data = data or ckpt["data_root"]
-    root = find(data) if data else default_data()  # a dataset's name or a path
-    dataset = open_dataset(root)
-    if ckpt is None and (last_path.exists() or best_path.exists()):  # after the data: a bad --data is the news
-        raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    if ckpt is not None and dataset.classes != ckpt["classes"]:
-        raise UserError(f"{root} has other classes than the checkpoint in {out}")
-    torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
-    net_name = plan["network"]
-    model = _validate(plan, len(dataset.classes))
-    aux_weight = getattr(model, "aux_weight", 0.0)
-    dev = pick_device(device)
-    world = join(dev)  # one process, or one of several under torchrun
-    if dev.type == "cuda" and world.distributed:
-        dev = torch.device("cuda", world.local_rank)
-    main = world.main
-    progress = progress and main
-    mode = pick_mode(compile, dev, world.distributed)  # a bad compile setting is reported before any work
-    workers = default_workers(workers)
-    d, o, s = plan["data"], plan["optim"], plan["schedule"]
-    bs = o["batch_size"]  # the global batch: each rank takes every world.size-th image of it
-    if bs < world.size:
-        raise UserError(f"the batch size {bs} is smaller than the number of processes {world.size}")
-
-    if ckpt:
-        stats = Stats.from_dict(ckpt["stats"])
-    else:  # rank 0 computes (or finds) the statistics, the others then read its cache
-        if not main:
-            world.barrier()
-        stats = load_or_compute(dataset.train, d["resize"], workers, progress)
-        if main:
-            world.barrier()
-    transforms = _transforms(stats, d)
-    if init_from is not None and ckpt is None:
-        _init_from(model, init_from, net_name)
-
-    model = model.to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
-    sched = Schedule(opt, s, o["lr"], net_name)
-    steps_per_epoch = math.ceil(len(dataset.train) / bs)
-    epochs = sched.epochs(steps_per_epoch)
-    if sched.iterations is not None:  # the schedule says where the run ends (ResNet Sec. 4.2: 64k steps)
-        max_steps = sched.iterations if max_steps is None else min(max_steps, sched.iterations)
-    epoch, position, step, best = 0, 0, 0, math.inf
-    sums = _zero_sums()
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["schedule"])
-        epoch, position, step, best, sums = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["best_top1"], ckpt["sums"]
-        set_rng_state(ckpt["rng"][world.rank % len(ckpt["rng"])])
-    else:
-        torch.manual_seed(seed + world.rank)  # dropout masks differ between ranks
-    net = model
-    if world.distributed:  # gradients averaged over the ranks; rank 0's weights to start
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-    try:
-        batches = source(data_loader, dataset, transforms, dev, bs, seed=seed, test_crops=d["test_crops"],
-                         workers=workers, progress=progress, rank=world.rank, world=world.size)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    # on a GPU the whole step as one CUDA graph, its batches made inside it where the data is resident (step.py)
-    if mode == "graph":
-        train_step = WholeStep(model, opt, aux_weight, dev, bs, feed=batches.feed)
-    else:
-        train_step = TrainStep(net, opt, aux_weight, dev, mode)
-    feed = train_step.feed if mode == "graph" else None
-
-    def take_steps(epoch: int, position: int):
-        """Runs the epoch's steps from batch ``position`` on; yields each one's number of images."""
-        if feed is not None:  # the batches are made inside the step: nothing per step here
-            feed.start(epoch, position)
-            for b in range(position, steps_per_epoch):
-                n = feed.size(b)
-                train_step.next(n)
-                yield n
-            return
-        for batch in batches.train(epoch, position):
-            warn_skipped(batch.skipped)
-            n = len(batch.labels)
-            if n or world.distributed:  # every rank joins every gradient exchange
-                x = batch.images.to(dev, non_blocking=True)
-                y = batch.labels.to(dev, non_blocking=True)
-                if dev.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                if world.distributed:  # the mean over the global batch: DDP averages over ranks, hence * world.size
-                    scale = world.size / world.sum(torch.tensor(float(n), device=dev)).clamp(min=1)
-                else:
-                    scale = 1.0 / n
-                train_step(x, y, scale)
-            yield n
-
-    writer = lock = None
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = _lock(out)  # before anything in the folder is written
-        if ckpt is not None:
-            _keep_rows_until(metrics_path, step)
-        config = {"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
-                  "processes": world.size, "loader": batches.kind}
-        ckpts.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2, allow_nan=False).encode()))
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
-
-    def diverged(what: str) -> Diverged:
-        kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written"
-        return Diverged(f"training diverged by step {step}: {what} at learning rate {sched.lr():g}; {kept}; "
-                        "lower the learning rate")
-
-    def check_weights() -> None:
-        """Nothing of a diverged run is validated or saved: the loss read last
-        can be finite while the update after it made the weights NaN."""
-        if (key := ckpts.nonfinite(model.state_dict())) is not None:
-            raise diverged(f"{key} holds NaN or infinite values")
-
-    def save_last(complete: bool) -> None:
-        """last.pt: everything a resumed run needs, at the current position."""
-        check_weights()
-        rng = world.gather(rng_state())  # every rank's, so that each resumes its own dropout stream
-        if main:
-            ckpts.atomic_save(_state(complete) | {"optimizer": opt.state_dict(), "schedule": sched.state_dict(),
-                                                  "best_top1": best, "rng": rng}, last_path)
-
-    def _state(complete: bool) -> dict:
-        return {
-            "format": 1, "config": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
-            "stats": stats.to_dict(), "model": model.state_dict(),
-            "epoch": epoch + 1 if complete else epoch, "batch": 0 if complete else position, "step": step,
-            "sums": _zero_sums() if complete else dict(sums),
-        }
-
-    def finish_epoch(complete: bool) -> dict:
-        """Validate, log one row, step the schedule and write checkpoints."""
-        nonlocal best
-        check_weights()
-        val = evaluate_model(model, batches.test(), dev, progress=progress, world=world)
-        n = max(sums["images"], 1)
-        row = {
-            "epoch": epoch + 1,
-            "step": step,
-            "complete": complete,
-            "train_loss": sums["loss"] / n,
-            "train_error": 100.0 * sums["errors"] / n,
-            "val_top1_error": val["top1_error"],
-            "val_top5_error": val["top5_error"],
-            "lr": sched.lr(),
-            "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
-            "epoch_time_s": sums["seconds"],
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        # The row first, then the checkpoints: a run killed in between resumes
-        # from the older last.pt, which drops rows after its step (_keep_rows_until).
-        if main:
-            _append_row(metrics_path, row)
-            for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s"):
-                writer.add_scalar(f"epoch/{key}", row[key], step)
-            writer.flush()
-        if complete:
-            sched.after_epoch(epoch + 1, val["top1_error"])  # e.g. divide by 10 when the validation error stops improving
-        if val["top1_error"] < best:
-            best = val["top1_error"]
-            if main:
-                ckpts.atomic_save(_state(complete) | {"val": val}, best_path)
-        save_last(complete)
-        if main:
-            tqdm.write(
-                f"{prefix}epoch {row['epoch']}{'' if complete else ' (stopped early)'}: train loss {row['train_loss']:.4f}"
-                f" error {row['train_error']:.2f}% | val top-1 {row['val_top1_error']:.2f}% top-5 {row['val_top5_error']:.2f}%"
-                f" | lr {row['lr']:.2g} | {row['images_per_s']:.0f} img/s"
-            )
-        return row
-
-    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    if main:  # the plan, before the first step (issue 16: what runs where, and how long it is)
-        tqdm.write(f"{prefix}{plan['recipe']} ({net_name}) on {root} ({len(dataset.train)} training, {len(dataset.heldout)}"
-                   f" held-out images), {dev}, {mode} step, {batches.kind} batches: {epochs} epoch{'s' * (epochs != 1)} x {steps_per_epoch}"
-                   f" steps of {bs}{f', stopping at step {total}' if total < epochs * steps_per_epoch else ''}"
-                   f"{f', from step {step}' if step else ''}, into {out}")
-    row: dict = {}
-    stop = StopRequest() if stop is None else stop  # (a StopRequest is falsy until it is set)
-    last_save = time.monotonic()
-    # one bar for the whole run: its time left is the run's (the epoch is in its description)
-    bar = tqdm(total=total, initial=step, unit="step", disable=not progress, leave=False)
-    first_step, started = step, time.perf_counter()
-    try:
-        with stop:
-            while epoch < epochs and (max_steps is None or step < max_steps) and not stop:
-                net.train()
-                bar.set_description(f"epoch {epoch + 1}/{epochs}")
-                # Loss and errors stay on the device; they are read every LOG_EVERY steps.
-                totals = train_step.totals
-                totals.zero_()
-                images = 0  # this process's images since the last fold
-                tick = time.perf_counter()
-
-                def fold() -> None:
-                    """Move the device-side sums (of all ranks) and the elapsed time into ``sums``."""
-                    nonlocal tick, images
-                    now = time.perf_counter()
-                    counts = torch.cat((totals, torch.tensor([images], dtype=torch.float64, device=dev)))
-                    loss, errors, seen = world.sum(counts).tolist()
-                    if not math.isfinite(loss):  # diverged: stop before anything of it is validated or saved
-                        raise diverged(f"the training loss is {loss}")
-                    if seen:
-                        sched.after_interval(100.0 * errors / seen)  # the end of a warm-up
-                    sums["seconds"] += now - tick
-                    sums["loss"] += loss
-                    sums["errors"] += int(errors)
-                    sums["images"] += int(seen)
-                    totals.zero_()
-                    images, tick = 0, now
-
-                for n in take_steps(epoch, position):
-                    images += n
-                    position += 1
-                    step += 1
-                    sched.after_step(step)
-                    bar.update(1)
-                    if step % LOG_EVERY == 0:
-                        fold()
-                        if step - first_step == LOG_EVERY and dev.type == "cpu" and main and preset is None:
-                            _say_if_long(prefix, (time.perf_counter() - started) / LOG_EVERY * (total - step), recipe)
-                        mean_loss = sums["loss"] / max(sums["images"], 1)
-                        bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{sums['images'] / max(sums['seconds'], 1e-9):.0f}")
-                        if main:
-                            writer.add_scalar("step/train_loss", mean_loss, step)
-                    due = time.monotonic() - last_save > 60 * checkpoint_minutes and position < steps_per_epoch
-                    if world.distributed:  # every rank stops and saves at the same step: one exchange for both
-                        stop.requested, due = (bool(v) for v in world.sum(torch.tensor([bool(stop), due], device=dev).int()).tolist())
-                    if (max_steps is not None and step >= max_steps) or stop:
-                        break
-                    if due:
-                        fold()
-                        save_last(complete=False)
-                        last_save = time.monotonic()
-                    yield
-                fold()
-                complete = position >= steps_per_epoch
-                if stop and not complete:  # interrupted: keep the place, skip validation
-                    save_last(complete=False)
-                    break
-                row = finish_epoch(complete)
-                last_save = time.monotonic()
-                if complete:
-                    epoch, position = epoch + 1, 0
-                    sums = _zero_sums()
-                if until_top1_error is not None and row["val_top1_error"] <= until_top1_error:
-                    break  # the target is reached (benchmarks/time_to_accuracy.py)
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-        if lock is not None:
-            lock.close()
-        leave(world)
-    if stop:
-        raise Interrupted(f"interrupted at step {step}; {last_path} holds the run, continue it with --resume")
-    return row
-
-
 def _say_if_long(prefix: str, seconds: float, recipe: str) -> None:
     """Tell once, early, when a run on the CPU would take more than an hour."""
     if seconds > 3600:
         tqdm.write(f"{prefix}this run would take about {seconds / 3600:.0f} h on this CPU; the same network and pipeline"
                    f" at a demonstration's size, in minutes: ilsvrc train --recipe {recipe} --preset demo")
-
-
-def _lock(out: Path):
-    """An exclusive lock on run folder ``out`` while this process trains in
-    it (``out/.lock``, released when the file closes, also when the process
-    dies): a second ``train`` into the same folder, a fresh run or a
-    ``--resume`` while the first still runs, is refused instead of mixing its
-    rows and checkpoints into the first's. (Without ``fcntl``: no lock.)"""
-    f = open(out / ".lock", "a")
-    if fcntl is not None:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise UserError(f"another ilsvrc train is writing to {out}; wait for it to end, or choose another --out") from None
-    return f
-
-
-def _zero_sums() -> dict:
-    return {"loss": 0.0, "errors": 0, "images": 0, "seconds": 0.0}
 
 
 class StopRequest:
