@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     progress = sys.stderr.isatty()
     plan = recipes.resolve(RECIPE, image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs)
-    size = plan["data"]["resize"]
+    size = plan.data.resize
     dataset = open_dataset(args.data)
     origins = {"resident": args.resident_from, "stream": "store", "workers": args.workers_from}
     needed = {origins[s] for s in args.loaders}

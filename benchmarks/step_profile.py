@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     if min(a.steps, a.warmup, a.profile_steps) < 1:
         p.error("--steps, --warmup and --profile-steps must be positive")
     device = torch.device(a.device)
-    plan = recipes.resolve(a.recipe, network=a.model)
+    plan = recipes.resolve(a.recipe, network=a.model).to_dict()
     if a.model is not None:
         check_recipe(a.model, a.recipe)
     rows = [measure(m, plan, a, device) for m in modes]

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     progress = sys.stderr.isatty()
     overrides = {key: getattr(args, key) for _, key, _ in OVERRIDES if getattr(args, key) is not None}
     try:
-        plan = recipes.resolve(RECIPE, **overrides)
+        plan = recipes.resolve(RECIPE, **overrides).to_dict()
         device = pick_device(args.device)
         dataset = open_dataset(args.data)
     except ilsvrc.UserError as e:

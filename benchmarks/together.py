@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     runs = []
     for i, name in enumerate(names):
         a.seed = i  # step_profile.prepare reads the seed from the arguments
-        plan = recipes.resolve(a.recipe, network=name)
+        plan = recipes.resolve(a.recipe, network=name).to_dict()
         check_recipe(name, a.recipe)
         bs, _, steps, run = prepare(a.mode, plan, a, device)
         if a.images // bs < max(a.steps + 1, a.warmup):

@@ -12,7 +12,7 @@ def test_a_mismatched_checkpoint_names_the_entry_that_does_not_fit():
     model = build("resnet-20", 10, 32)
     state = model.state_dict()
     state.pop("fc.bias")
-    ckpt = {"config": recipes.resolve("resnet-cifar"), "classes": [str(i) for i in range(10)], "model": state}
+    ckpt = {"config": recipes.resolve("resnet-cifar").to_dict(), "classes": [str(i) for i in range(10)], "model": state}
     with pytest.raises(UserError) as e:
         model_from_checkpoint(ckpt)
     assert str(e.value) == 'checkpoint does not match the resnet-20 it names: Missing key(s) in state_dict: "fc.bias".'

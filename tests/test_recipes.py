@@ -110,4 +110,4 @@ def test_an_override_of_the_wrong_kind_is_refused_in_one_line(override, message)
 
 
 def test_a_whole_number_serves_for_a_number():
-    assert recipes.resolve("resnet-cifar", lr=1, milestones=[3, 4])["optim"]["lr"] == 1
+    assert recipes.resolve("resnet-cifar", lr=1, milestones=[3, 4]).optim.lr == 1

@@ -42,7 +42,7 @@ CPU = torch.device("cpu")
 
 def feed_for(recipe: str, image_size: int, resize: int, batch_size: int, images: int = 24) -> ResidentFeed:
     """A feed of random resident images with ``recipe``'s fixed-size training windows."""
-    data = dict(recipes.resolve(recipe)["data"], image_size=image_size, resize=resize)
+    data = dict(recipes.resolve(recipe).data.to_dict(), image_size=image_size, resize=resize)
     transforms = BatchTransforms(PaperTransforms.from_recipe(made_up_stats(resize), data), CPU)
     return ResidentFeed(random_split(images, resize, 10, CPU), transforms, batch_size, seed=0)
 

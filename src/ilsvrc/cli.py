@@ -289,7 +289,7 @@ def _stats(a) -> int:
     from .data.default import find
 
     root = find(a.data)
-    size = recipes.resolve(a.recipe, image_size=a.image_size)["data"]["resize"]
+    size = recipes.resolve(a.recipe, image_size=a.image_size).data.resize
     st, path = for_dataset(root, size, workers=a.workers, progress=not a.no_progress)
     summary = {
         "size": st.size,

@@ -21,34 +21,22 @@ import math
 
 import torch
 
-from .errors import UserError
-
-KINDS = ("plateau", "steps", "exponential")
-NEEDS = {"plateau": ("factor", "patience", "max_reductions", "epochs"), "steps": ("factor", "milestones", "iterations"),
-         "exponential": ("factor", "every", "epochs")}
+from .recipes import ScheduleTable
 
 
 def check(table: dict) -> None:
     """Raise UserError for a schedule table the trainer cannot follow."""
-    kind = table.get("kind")
-    if kind not in KINDS:
-        raise UserError(f"unknown schedule kind {kind!r}; known kinds: {', '.join(KINDS)}")
-    missing = [k for k in NEEDS[kind] if k not in table]
-    if missing:
-        raise UserError(f"a {kind} schedule needs {', '.join(missing)}")
-    length = "iterations" if kind == "steps" else "epochs"
-    if not isinstance(table[length], int) or table[length] < 1:
-        raise UserError(f"{length} must be a positive whole number, not {table[length]!r}")
+    ScheduleTable.from_dict(table)
 
 
 class Schedule:
     """Sets the optimizer's learning rate from the recipe's [schedule] table."""
 
-    def __init__(self, opt: torch.optim.Optimizer, table: dict, lr: float, network: str):
-        check(table)
+    def __init__(self, opt: torch.optim.Optimizer, table: ScheduleTable | dict, lr: float, network: str):
+        table = table if isinstance(table, ScheduleTable) else ScheduleTable.from_dict(table)  # (checked)
         self.opt, self.table, self.base = opt, table, lr
-        self.kind = table["kind"]
-        self.warming = network in table.get("warmup_models", []) and "warmup_lr" in table
+        self.kind = table.kind
+        self.warming = network in (table.warmup_models or []) and table.warmup_lr is not None
         self.reductions = 0  # plateau: divisions so far
         self.best = math.inf  # plateau: best validation error
         self.bad_epochs = 0  # plateau: epochs since the best
@@ -60,23 +48,23 @@ class Schedule:
     def epochs(self, steps_per_epoch: int) -> int:
         """How many epochs the run lasts."""
         if self.kind == "steps":
-            return math.ceil(self.table["iterations"] / steps_per_epoch)
-        return self.table["epochs"]
+            return math.ceil(self.table.iterations / steps_per_epoch)
+        return self.table.epochs
 
     @property
     def iterations(self) -> int | None:
         """The optimizer step at which the run ends, if the schedule says."""
-        return self.table["iterations"] if self.kind == "steps" else None
+        return self.table.iterations if self.kind == "steps" else None
 
     def lr(self) -> float:
         t = self.table
         if self.warming:
-            return t["warmup_lr"]
+            return t.warmup_lr
         if self.kind == "plateau":
-            return self.base * t["factor"] ** self.reductions
+            return self.base * t.factor ** self.reductions
         if self.kind == "steps":
-            return self.base * t["factor"] ** bisect.bisect_right(t["milestones"], self.step_count)
-        return self.base * t["factor"] ** (self.epoch // t["every"])
+            return self.base * t.factor ** bisect.bisect_right(t.milestones, self.step_count)
+        return self.base * t.factor ** (self.epoch // t.every)
 
     def _apply(self) -> None:
         """Write the learning rate to the optimizer when it changes (a tensor
@@ -94,7 +82,7 @@ class Schedule:
 
     def after_interval(self, train_error: float) -> None:
         """Called with the training error (percent) of the last few steps."""
-        if self.warming and train_error < self.table["warmup_until_error"]:
+        if self.warming and train_error < self.table.warmup_until_error:
             self.warming = False
             self._apply()
 
@@ -106,7 +94,7 @@ class Schedule:
                 self.best, self.bad_epochs = val_top1_error, 0
             else:
                 self.bad_epochs += 1
-                if self.bad_epochs > self.table["patience"] and self.reductions < self.table["max_reductions"]:
+                if self.bad_epochs > self.table.patience and self.reductions < self.table.max_reductions:
                     self.reductions += 1
                     self.bad_epochs = 0
         self._apply()

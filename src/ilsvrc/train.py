@@ -38,7 +38,7 @@ from .data.default import default_data, find
 from .data.images import warn_skipped
 from .data.sources import KINDS, Source, source
 from .data.stats import Stats, load_or_compute
-from .data.transforms import TEST_CROPS, PaperTransforms
+from .data.transforms import PaperTransforms
 from .device import default_workers, pick_device
 from .distributed import World, join, leave
 from .errors import Diverged, Interrupted, UserError
@@ -46,7 +46,6 @@ from .evaluate import evaluate_model
 from .models import build, check_recipe
 from .run_folder import RunFolder
 from .schedule import Schedule
-from .schedule import check as check_schedule
 from .step import TrainStep, WholeStep, pick_mode
 
 # Settings that may change when a run is resumed: how long it goes on.
@@ -85,7 +84,7 @@ class TrainState:
 class Run:
     """What ``prepare`` builds: all that the loop reads, and the run's settings."""
 
-    plan: dict  # the resolved recipe
+    recipe: recipes.Recipe  # every training value, resolved and checked
     folder: RunFolder
     root: Path  # the data's folder or store
     dataset: object
@@ -122,7 +121,7 @@ class Run:
 
     def checkpoint(self, state: TrainState) -> dict:
         """What ``best.pt`` and ``last.pt`` both hold."""
-        return {"format": 2, "config": self.plan, "data_root": str(self.root.resolve()), "seed": self.seed,
+        return {"format": 2, "config": self.recipe.to_dict(), "data_root": str(self.root.resolve()), "seed": self.seed,
                 "classes": self.dataset.classes, "stats": self.stats.to_dict(), "model": self.model.state_dict(),
                 **state.to_dict()}
 
@@ -233,7 +232,7 @@ def prepare(
         raise UserError(f"--max-steps must be positive, not {max_steps}")
     if preset is not None:
         overrides = recipes.preset(recipe, preset) | {k: v for k, v in overrides.items() if v is not None}
-    plan = _plan(recipe, ckpt, overrides, model)
+    plan = _plan(recipe, ckpt, overrides, model)  # typed and checked: recipes.Recipe
     if ckpt is not None:
         seed, data = ckpt["seed"], data or ckpt["data_root"]
     root = find(data) if data else default_data()  # a dataset's name or a path
@@ -243,23 +242,23 @@ def prepare(
     elif dataset.classes != ckpt["classes"]:
         raise UserError(f"{root} has other classes than the checkpoint in {folder.path}")
     torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
-    net = _validate(plan, len(dataset.classes))
+    net = build(plan.network, len(dataset.classes), plan.data.image_size, **plan.model)
     dev, world, mode = _placement(device, compile)
     workers = default_workers(workers)
-    bs = plan["optim"]["batch_size"]  # the global batch: each rank takes every world.size-th image of it
+    bs = plan.optim.batch_size  # the global batch: each rank takes every world.size-th image of it
     if bs < world.size:
         raise UserError(f"the batch size {bs} is smaller than the number of processes {world.size}")
     progress = progress and world.main
-    stats = Stats.from_dict(ckpt["stats"]) if ckpt else _statistics(dataset, plan["data"]["resize"], world, workers, progress)
-    transforms = _transforms(stats, plan["data"])
+    stats = Stats.from_dict(ckpt["stats"]) if ckpt else _statistics(dataset, plan.data.resize, world, workers, progress)
+    transforms = _transforms(stats, plan.data)
     if init_from is not None and ckpt is None:
-        _init_from(net, init_from, plan["network"])
+        _init_from(net, init_from, plan.network)
     net, opt, sched, state = _optimizer_and_state(net, plan, dev, world, ckpt, seed)
     steps_per_epoch = math.ceil(len(dataset.train) / bs)
     if sched.iterations is not None:  # the schedule says where the run ends (ResNet Sec. 4.2: 64k steps)
         max_steps = sched.iterations if max_steps is None else min(max_steps, sched.iterations)
     try:
-        batches = source(data_loader, dataset, transforms, dev, bs, seed=seed, test_crops=plan["data"]["test_crops"],
+        batches = source(data_loader, dataset, transforms, dev, bs, seed=seed, test_crops=plan.data.test_crops,
                          workers=workers, progress=progress, rank=world.rank, world=world.size)
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -272,7 +271,7 @@ def prepare(
               steps_per_epoch, sched.epochs(steps_per_epoch), max_steps, progress, f"{label}: " if label else "",
               checkpoint_minutes, until_top1_error, say_if_long=dev.type == "cpu" and preset is None)
     if world.main:
-        folder.open({"recipe": plan, "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
+        folder.open({"recipe": plan.to_dict(), "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
                      "processes": world.size, "loader": batches.kind}, resumed_step=None if ckpt is None else state.step)
         _say_plan(run, state)
     run.first_step, run.started = state.step, time.perf_counter()
@@ -300,17 +299,17 @@ def _statistics(dataset, resize: int, world: World, workers: int, progress: bool
     return stats
 
 
-def _optimizer_and_state(model: torch.nn.Module, plan: dict, dev: torch.device, world: World, ckpt: dict | None,
+def _optimizer_and_state(model: torch.nn.Module, plan: recipes.Recipe, dev: torch.device, world: World, ckpt: dict | None,
                          seed: int) -> tuple[torch.nn.Module, torch.optim.SGD, Schedule, TrainState]:
     """The model on its device (wrapped in DDP over several processes), SGD,
     the schedule and the state: fresh, or all four as ``ckpt`` left them."""
-    o = plan["optim"]
+    o = plan.optim
     model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
-    sched = Schedule(opt, plan["schedule"], o["lr"], plan["network"])
+    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    sched = Schedule(opt, plan.schedule, o.lr, plan.network)
     if ckpt is None:
         state = TrainState()
         torch.manual_seed(seed + world.rank)  # dropout masks differ between ranks
@@ -328,9 +327,9 @@ def _optimizer_and_state(model: torch.nn.Module, plan: dict, dev: torch.device, 
 def _say_plan(run: Run, state: TrainState) -> None:
     """The plan, before the first step (issue 16: what runs where, and how long it is)."""
     n, planned = run.epochs, run.epochs * run.steps_per_epoch
-    tqdm.write(f"{run.prefix}{run.plan['recipe']} ({run.plan['network']}) on {run.root} ({len(run.dataset.train)} training,"
+    tqdm.write(f"{run.prefix}{run.recipe.recipe} ({run.recipe.network}) on {run.root} ({len(run.dataset.train)} training,"
                f" {len(run.dataset.heldout)} held-out images), {run.dev}, {run.mode} step, {run.batches.kind} batches:"
-               f" {n} epoch{'s' * (n != 1)} x {run.steps_per_epoch} steps of {run.plan['optim']['batch_size']}"
+               f" {n} epoch{'s' * (n != 1)} x {run.steps_per_epoch} steps of {run.recipe.optim.batch_size}"
                f"{f', stopping at step {run.total}' if run.total < planned else ''}"
                f"{f', from step {state.step}' if state.step else ''}, into {run.folder.path}")
 
@@ -429,7 +428,7 @@ def _show_progress(run: Run, state: TrainState, bar: tqdm) -> None:
     if run.say_if_long and run.world.main:
         run.say_if_long = False
         per_step = (time.perf_counter() - run.started) / max(state.step - run.first_step, 1)
-        _say_if_long(run.prefix, per_step * (run.total - state.step), run.plan["recipe"])
+        _say_if_long(run.prefix, per_step * (run.total - state.step), run.recipe.recipe)
     mean_loss = sums["loss"] / max(sums["images"], 1)
     bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{sums['images'] / max(sums['seconds'], 1e-9):.0f}")
     if run.world.main:
@@ -486,7 +485,7 @@ def save_last(run: Run, state: TrainState) -> None:
                                                    "rng": rng}, run.folder.last)
 
 
-def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str | None) -> dict:
+def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str | None) -> recipes.Recipe:
     """The resolved recipe: from the checkpoint when resuming, else from the recipe file."""
     if resume_ckpt is None:
         plan = recipes.resolve(recipe, network=network, **overrides)
@@ -510,27 +509,12 @@ def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str |
                 f"--resume continues the run as it was started: {key} is {plan[table][key]!r} in the checkpoint, not {value!r}"
             )
         plan[table][key] = value
-    return plan
+    return recipes.Recipe.from_dict(plan)
 
 
-def _validate(plan: dict, num_classes: int) -> torch.nn.Module:
-    """Build the model and check the data settings before anything is written."""
-    d = plan["data"]
-    if d["test_crops"] not in TEST_CROPS:  # checked before the statistics pass; the rest with the transforms
-        raise UserError(f"test crops must be one of {TEST_CROPS}, not {d['test_crops']}")
-    check_schedule(plan["schedule"])
-    bs = plan["optim"]["batch_size"]
-    if not isinstance(bs, int) or bs < 1:
-        raise UserError(f"batch_size must be a positive whole number, not {bs!r}")
-    lr = plan["optim"]["lr"]  # a number: recipes.check_type saw to that
-    if not math.isfinite(lr) or lr <= 0:
-        raise UserError(f"the learning rate must be a positive number, not {lr!r}")
-    return build(plan["network"], num_classes, d["image_size"], **plan["model"])
-
-
-def _transforms(stats: Stats, data: dict) -> PaperTransforms:
+def _transforms(stats: Stats, data: recipes.DataTable) -> PaperTransforms:
     try:
-        return PaperTransforms.from_recipe(stats, data)
+        return PaperTransforms.from_recipe(stats, data.to_dict())
     except ValueError as e:
         raise UserError(str(e)) from None
 

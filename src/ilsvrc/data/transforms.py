@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 CROPS = ("random", "scale", "area", "pad")
 TEST_CROPS = (1, 10)
+MEANS = ("image", "channel")  # the per-pixel mean image, or the mean RGB
 # Which of an image's random numbers each choice uses (``uniforms`` columns).
 U_TOP, U_LEFT, U_FLIP, U_NORMAL, U_PHOTO, U_SCALE, U_AREA = 0, 1, 2, 3, 7, 10, 11
 _AREA_TRIES = 10  # draws of an area window before falling back to the whole square (as torchvision's RandomResizedCrop)
@@ -114,7 +115,7 @@ def check_settings(image_size: int, resize: int, mean: str, test_crops: int = 1,
                    scale=None, area=None, aspect=None, padding: int = 0, photometric: float = 0.0,
                    test_resize: int | None = None) -> None:
     """Raise ValueError for settings the transforms cannot follow."""
-    if mean not in ("image", "channel"):
+    if mean not in MEANS:
         raise ValueError(f"mean must be 'image' or 'channel', not {mean!r}")
     if crop not in CROPS:
         raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")

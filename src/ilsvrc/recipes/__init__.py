@@ -2,7 +2,8 @@
 
 Each value in a recipe file says which section of which paper it comes from
 (or "ours", with the reason, where the paper is silent). ``load(name)``
-returns the recipe as nested dicts; ``names()`` lists them.
+returns the recipe file as nested dicts, ``resolve(name, **overrides)`` the
+typed, checked ``Recipe`` a run follows (``tables.py``); ``names()`` lists them.
 
 The format (``alexnet.toml`` is the example to copy):
 
@@ -57,6 +58,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..errors import UserError
+from .tables import CROPS, MEANS, SCHEDULES, TEST_CROPS, DataTable, OptimTable, Recipe, ScheduleTable  # noqa: F401
 
 
 def toml_names(package: str) -> list[str]:
@@ -95,8 +97,9 @@ def _scaled(value, ratio: float):
     return max(1, round(value * ratio)) if value else value
 
 
-def resolve(name: str, **overrides) -> dict:
-    """Recipe ``name`` with ``overrides`` put into the table that holds each key.
+def resolve(name: str, **overrides) -> Recipe:
+    """Recipe ``name`` with ``overrides`` put into the table that holds each
+    key, typed and checked (``Recipe``).
 
     ``None`` means "keep the recipe's value". Changing ``image_size`` scales
     the other sizes of ``[data]`` with it (``resize``, ``scale``,
@@ -121,12 +124,10 @@ def resolve(name: str, **overrides) -> dict:
         if value is not None:
             check_type(key, recipe[where[key]][key], value)
             recipe[where[key]][key] = value
-    if network is not None and not isinstance(network, str):
-        raise UserError(f"network must be a model name, not {network!r}")
     if network is not None:
         recipe["network"] = network
     recipe["recipe"] = name
-    return recipe
+    return Recipe.from_dict(recipe)
 
 
 FLOAT32_MAX = (2 - 2**-23) * 2**127  # the largest float32
