@@ -13,7 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +291,29 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tiny_data, tmp_path, moment)
     r = finishes(cli_with(tmp_path, patch) + ["train", "--data", str(data), "--out", str(tmp_path / "run"), *RESNET])
     assert r.returncode == 130 and one_line(r.stderr) == "ilsvrc train: interrupted"
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_while_torch_is_imported_is_one_line_and_130():
+    """The command's entry point (src/ilsvrc_command.py) runs before the
+    package and torch are imported; a Ctrl-C during that import (simulated:
+    an import hook raises KeyboardInterrupt where torch is imported, as the
+    signal would) ends with one line, not a traceback."""
+    code = textwrap.dedent("""
+        import sys
+
+        class CtrlC:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    raise KeyboardInterrupt
+
+        sys.meta_path.insert(0, CtrlC())
+        import ilsvrc_command
+        sys.exit(ilsvrc_command.main(["models"]))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130 and r.stderr == "ilsvrc: interrupted\n"
+    commands = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert commands["ilsvrc"] == "ilsvrc_command:main"  # the installed command starts there
 
 
 # -- 5. ilsvrc report -----------------------------------------------------------------------------
