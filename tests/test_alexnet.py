@@ -43,8 +43,8 @@ def test_grouped_layers_and_layer_order():
     f = paper_net().features
     assert [f.conv1.groups, f.conv2.groups, f.conv3.groups, f.conv4.groups, f.conv5.groups] == [1, 2, 1, 2, 2]
     order = list(dict(f.named_children()))
-    assert order.index("relu1") < order.index("lrn1") < order.index("pool1")  # LRN after ReLU (Sec. 3.3)
-    assert order.index("relu2") < order.index("lrn2") < order.index("pool2")
+    assert order.index("act1") < order.index("lrn1") < order.index("pool1")  # LRN after ReLU (Sec. 3.3)
+    assert order.index("act2") < order.index("lrn2") < order.index("pool2")
     assert f.pool1.kernel_size == 3 and f.pool1.stride == 2  # overlapping pooling (Sec. 3.4)
     c = paper_net().classifier
     order = list(dict(c.named_children()))
@@ -91,6 +91,24 @@ def test_initialisation_follows_section_5():
     assert torch.all(build("alexnet", 10, bias_init=0.0).classifier.fc6.bias == 0)
 
 
+def test_initialisation_draws_are_section_5s_rule_written_out():
+    """``initialise`` with the paper's bias layers makes the same numbers,
+    draw for draw, as the rule of Section 5 written out layer by layer."""
+    from ilsvrc.models.alexnet import BIAS_LAYERS
+    from ilsvrc.models.layers import initialise
+
+    net, written_out = paper_net(), paper_net()
+    torch.manual_seed(5)
+    initialise(net, "gaussian", std=0.01, bias=1.0, bias_in=BIAS_LAYERS)
+    torch.manual_seed(5)
+    for name, m in written_out.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.constant_(m.bias, 1.0 if name.split(".")[-1] in {"conv2", "conv4", "conv5", "fc6", "fc7"} else 0.0)
+    for (key, a), b in zip(net.state_dict().items(), written_out.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
 @pytest.mark.parametrize("removed", ["conv3", "conv4", "conv5"])
 def test_removing_a_middle_conv_layer_fixes_the_channels(removed):
     net = paper_net(remove_conv=removed).eval()
@@ -106,7 +124,7 @@ def test_ablation_switches():
     assert f.pool1.kernel_size == 2 and f.pool1.stride == 2
     assert paper_net(pool="2/2").eval()(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
     net = paper_net(activation="tanh")
-    assert isinstance(net.features.relu1, nn.Tanh) and isinstance(net.classifier.relu6, nn.Tanh)
+    assert isinstance(net.features.act1, nn.Tanh) and isinstance(net.classifier.relu6, nn.Tanh)
     assert paper_net(dropout=0.0).classifier.drop6.p == 0.0
 
 
@@ -133,3 +151,9 @@ def test_too_small_an_image_is_a_user_error():
 def test_unknown_model_is_a_user_error():
     with pytest.raises(UserError, match="unknown model"):
         build("lenet", 10)
+
+
+def test_too_small_an_image_for_figure_1s_network_is_a_user_error():
+    with pytest.raises(UserError, match="image size 7 is too small for the Figure 1 network's layers"):
+        build("alexnet-fig1", 10, image_size=7)
+    assert build("alexnet-fig1", 10, image_size=8).fc4.in_features == 64  # 8 -> 4 -> 2 -> 1

@@ -119,7 +119,7 @@ def test_each_towers_maps_are_a_tensor_of_their_own(memory_format):
     x = torch.randn(2, 3, SIZE, SIZE).to(memory_format=memory_format)
     with torch.no_grad():
         joined = model.features(x)
-    assert list(seen) == ["relu1", "lrn1", "pool1", "relu2", "lrn2", "pool2", "relu3", "relu4", "relu5", "pool5"]
+    assert list(seen) == ["act1", "lrn1", "pool1", "act2", "lrn2", "pool2", "act3", "act4", "act5", "pool5"]
     channels = {"1": 96, "2": 256, "3": 384, "4": 384, "5": 256}  # both towers together (Sec. 3.5)
     for name, halves in seen.items():
         assert [h.shape[1] for h in halves] == [channels[name[-1]] // 2] * 2, name

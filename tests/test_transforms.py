@@ -7,7 +7,7 @@ from PIL import Image
 
 from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.stats import Stats, compute, load_or_compute
-from ilsvrc.data.transforms import PaperTransforms, rescale
+from ilsvrc.data.transforms import PaperTransforms, crop_places, rescale
 
 
 def fake_stats(size=12, seed=0) -> Stats:
@@ -84,6 +84,22 @@ def test_ten_crops_are_corners_centre_and_reflections():
     for i, j in enumerate([1, 0, 3, 2, 4]):
         torch.testing.assert_close(views[5 + i], expected[j].flip(-1))
     torch.testing.assert_close(t.test(img, 1)[0], x[:, 2:10, 2:10])  # the centre crop, no lighting at test time
+
+
+@pytest.mark.parametrize("side", [8, 9, 11, 12])
+def test_crop_places_are_torchvisions_centre_and_ten_crops(side):
+    """One definition of the test crops' places: torchvision's center_crop
+    and ten_crop (odd and even room on either side of the crop)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x = torch.randn(3, side, side)
+    crops = [x[:, t : t + 6, l : l + 6].flip(-1) if f else x[:, t : t + 6, l : l + 6]
+             for t, l, f in crop_places(side, 6, 10)]
+    torch.testing.assert_close(torch.stack(crops), torch.stack(TF.ten_crop(x, [6, 6])), rtol=0, atol=0)
+    (t, l, f), = crop_places(side, 6, 1)
+    torch.testing.assert_close(x[:, t : t + 6, l : l + 6], TF.center_crop(x, [6, 6]), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="test crops must be 1 or 10, not 5"):
+        crop_places(side, 6, 5)
 
 
 def test_per_channel_mean_option():

@@ -15,10 +15,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import __version__
+from . import __version__, recipes
+from .data.sources import KINDS as LOADERS
 from .errors import Diverged, Interrupted, UserError
 from .evaluate import VIEWS
-from .step import parse_compile
+from .experiments import BUDGETS
+from .export import FORMATS as EXPORT_FORMATS
+from .models.alexnet import REMOVABLE
+from .models.layers import ACTIVATIONS
+from .step import parse_bool, parse_compile
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,20 +38,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+def _typed(parse):
+    """An argparse type from ``parse`` (text -> value, ValueError for a bad
+    one): the ValueError's message is argparse's error."""
 
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
-def _compile(text: str) -> bool | str:
-    """--compile: a boolean, or one of the step modes (step.py)."""
-    try:
-        return parse_compile(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ilsvrc", description="The ConvNets that won ImageNet, as their papers describe them.")
     parser.add_argument("--version", action="version", version=f"ilsvrc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_train_arguments, _eval_arguments, _predict_arguments, _pack_arguments, _export_arguments,
+                _models_arguments, _experiment_arguments, _report_arguments, _data_arguments, _stats_arguments):
+        add(sub)
+    return parser
 
+
+def _train_arguments(sub) -> None:
     t = sub.add_parser("train", help="train a recipe (default: the AlexNet paper's)")
     t.add_argument("--recipe", default="alexnet", help="recipe name (default: alexnet; `ilsvrc models` lists them)")
     t.add_argument("--model", help="another network of the recipe than its default (e.g. resnet-110 with --recipe resnet-cifar)")
@@ -73,16 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, help="recipe override: network input size (the rescaled size follows: 224 of 256)")
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    t.add_argument("--preset", choices=("demo",),
+    t.add_argument("--preset", choices=recipes.PRESETS,
                    help="demo: the recipe's network and pipeline at a size that trains in minutes on a CPU (its [demo]"
                    " values; the flags given win)")
     t.add_argument("--runs", type=int, default=1, metavar="N",
                    help="train N runs, seeds SEED to SEED+N-1, side by side into OUT/seed<S>, and print each figure's"
                    " mean ± std over them (default: 1)")
-    t.add_argument("--loader", default="auto", choices=("auto", "resident", "stream", "workers"),
+    t.add_argument("--loader", default="auto", choices=LOADERS,
                    help="resident: decode once, keep on the device; stream: decode a packed store on the device batch by batch;"
                    " workers: decode on the CPU every epoch (default: auto)")
-    t.add_argument("--compile", type=_compile, metavar="MODE",
+    t.add_argument("--compile", type=_typed(parse_compile), metavar="MODE",
                    help="how the training step runs: true, false, or eager, default (the compiled network),"
                    " graph (the whole step compiled as one graph, replayed as one CUDA graph on a GPU) (default:"
                    " graph on one GPU, default under torchrun, eager on the CPU)")
@@ -90,19 +98,25 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="CHECKPOINT", help="start from a trained network's weights (VGG: a trained configuration A)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any recipe value, e.g. --set scale=[256,256] --set shortcut=A (repeatable)")
-    v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
-    v.add_argument("--lrn", type=_bool, metavar="BOOL", help="local response normalisation after conv1 and conv2")
-    v.add_argument("--pool", metavar="WINDOW/STRIDE", help="max-pooling: 3/2 (overlapping) or 2/2")
-    v.add_argument("--towers", type=int, choices=(1, 2), help="two towers (groups=2 in conv2, conv4, conv5) or one")
-    v.add_argument("--activation", choices=("relu", "tanh"))
-    v.add_argument("--dropout", type=float, metavar="P", help="dropout on fc6 and fc7 (0 turns it off)")
-    v.add_argument("--remove-conv", choices=("conv3", "conv4", "conv5"), help="drop one middle conv layer")
-    v.add_argument("--bias-init", type=float, metavar="B", help="bias of conv2, conv4, conv5, fc6, fc7 (paper: 1)")
-    v.add_argument("--pca-lighting", type=float, metavar="STD", help="std of the PCA lighting draws (paper: 0.1; 0 turns it off)")
-    v.add_argument("--mean", choices=("image", "channel"), help="subtract the mean image or the per-channel mean")
-    v.add_argument("--test-crops", type=int, choices=(1, 10), help="validation views per image")
+    _ablation_arguments(t)
     _common(t)
 
+
+def _ablation_arguments(t: argparse.ArgumentParser) -> None:
+    v = t.add_argument_group("paper ablations (each one switch; default: the paper's value)")
+    v.add_argument("--lrn", type=_typed(parse_bool), metavar="BOOL", help="local response normalisation after conv1 and conv2")
+    v.add_argument("--pool", metavar="WINDOW/STRIDE", help="max-pooling: 3/2 (overlapping) or 2/2")
+    v.add_argument("--towers", type=int, choices=(1, 2), help="two towers (groups=2 in conv2, conv4, conv5) or one")
+    v.add_argument("--activation", choices=tuple(ACTIVATIONS))
+    v.add_argument("--dropout", type=float, metavar="P", help="dropout on fc6 and fc7 (0 turns it off)")
+    v.add_argument("--remove-conv", choices=REMOVABLE, help="drop one middle conv layer")
+    v.add_argument("--bias-init", type=float, metavar="B", help="bias of conv2, conv4, conv5, fc6, fc7 (paper: 1)")
+    v.add_argument("--pca-lighting", type=float, metavar="STD", help="std of the PCA lighting draws (paper: 0.1; 0 turns it off)")
+    v.add_argument("--mean", choices=recipes.MEANS, help="subtract the mean image or the per-channel mean")
+    v.add_argument("--test-crops", type=int, choices=recipes.TEST_CROPS, help="validation views per image")
+
+
+def _eval_arguments(sub) -> None:
     e = sub.add_parser("eval", help="top-1 and top-5 error of a checkpoint on the held-out split")
     e.add_argument("checkpoint", help="a .pt file or a run directory (its best.pt, else last.pt)")
     e.add_argument("--data", help="ImageFolder root (default: the data the checkpoint was trained on)")
@@ -112,11 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--scales", type=_sizes, metavar="Q,Q,...", help="test scales for dense, multi-crop and 144-crop (default: the recipe's)")
     e.add_argument("--batch-size", type=int, help="images per batch (default: as training validates: a training batch's"
                    " pixels, counted in views)")
-    e.add_argument("--loader", default="auto", choices=("auto", "resident", "stream", "workers"),
+    e.add_argument("--loader", default="auto", choices=LOADERS,
                    help="where centre and ten-crop batches come from, as in train (default: auto)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(e)
 
+
+def _predict_arguments(sub) -> None:
     p = sub.add_parser("predict", help="the five most probable classes of each image")
     p.add_argument("checkpoint", help="a .pt file or a run directory")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -125,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--device", default="auto")
 
+
+def _pack_arguments(sub) -> None:
     k = sub.add_parser("pack", help="write a dataset once, rescaled, into a compact memory-mappable store")
     k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/)")
     k.add_argument("out", help="the store folder to create")
@@ -135,21 +153,27 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--workers", type=int, default=None)
     k.add_argument("--no-progress", action="store_true")
 
+
+def _export_arguments(sub) -> None:
     x = sub.add_parser("export", help="write a checkpoint's network as a torch.export program, ONNX or TorchScript, to run without ilsvrc")
     x.add_argument("checkpoint", help="a .pt file or a run directory")
     x.add_argument("out", help="the file to write (a JSON description is written beside it)")
-    x.add_argument("--format", default="pt2", choices=("pt2", "onnx", "torchscript"),
+    x.add_argument("--format", default="pt2", choices=EXPORT_FORMATS,
                    help="pt2: torch.export.load(OUT).module() runs it (default); onnx: onnxruntime; torchscript: torch.jit.load")
     x.add_argument("--force", action="store_true", help="overwrite OUT (and OUT.json) if they exist")
 
+
+def _models_arguments(sub) -> None:
     m = sub.add_parser("models", help="every model with its parameter count, paper and recipe")
     m.add_argument("--json", action="store_true", help="print the list as JSON")
 
+
+def _experiment_arguments(sub) -> None:
     r = sub.add_parser("experiment", help="re-run a paper's experiment: its networks, figures and tables (ilsvrc report shows them)")
     r.add_argument("name", help="experiment name; --list shows them", nargs="?")
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
     r.add_argument("--data", help="a dataset's name or an ImageFolder root (default: $ILSVRC_DATA/cifar10 or /imagenette, as the experiment needs)")
-    r.add_argument("--budget", default="quick", choices=("quick", "paper"),
+    r.add_argument("--budget", default="quick", choices=BUDGETS,
                    help="quick: small sizes, minutes on a CPU; paper: the paper's recipe, for a GPU (default: quick)")
     r.add_argument("--out", help="output folder (default: experiments/NAME-BUDGET); run again to resume")
     r.add_argument("--checkpoint", help="alexnet-fig3, alexnet-fig4: a trained AlexNet (.pt or run directory) instead of training one")
@@ -161,13 +185,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--no-progress", action="store_true")
 
+
+def _report_arguments(sub) -> None:
     o = sub.add_parser("report", help="a Markdown and HTML page of experiment results beside the papers' numbers")
     o.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by ilsvrc experiment")
     o.add_argument("--out", required=True, help="folder for report.md, report.html and figures/")
 
+
+def _data_arguments(sub) -> None:
     ds = sub.add_parser("data", help="the datasets that --data NAME finds ($ILSVRC_DATA, then the cache)")
     ds.add_argument("--json", action="store_true", help="print the list as JSON")
 
+
+def _stats_arguments(sub) -> None:
     s = sub.add_parser("stats", help="compute (or show the cached) mean image and RGB eigenvectors of a training set")
     s.add_argument("data", help="ImageFolder root with train/")
     s.add_argument("--recipe", default="alexnet", help="recipe whose rescaled size to use (default: alexnet)")
@@ -175,7 +205,6 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--no-progress", action="store_true")
-    return parser
 
 
 def _sizes(text: str) -> list[int]:

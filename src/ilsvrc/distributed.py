@@ -18,6 +18,8 @@ import torch.distributed as dist
 
 @dataclass
 class World:
+    """This process's place among the torchrun processes (one of one without torchrun)."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0

@@ -154,14 +154,12 @@ def evaluate(
     qs = test_scales(recipe_data, scales)
     if any(q < recipe_data["image_size"] for q in qs):
         raise UserError(f"test scales {qs} must be at least the network input size {recipe_data['image_size']}")
-    proba, crops = predict_proba, {"centre": 1, "ten-crop": 10}.get(views)
+    proba, whole = predict_proba, {"dense": "square", "multi-crop": "square", "144-crop": "144"}.get(views)
     mean = transforms.mean.to(dev)  # dense and multi-crop: uint8 squares, the mean subtracted on the device
     if views == "dense":
-        proba, crops = (lambda m, x: dense_proba(m, x.float() - mean, qs)), "square"
+        proba = lambda m, x: dense_proba(m, x.float() - mean, qs)  # noqa: E731
     elif views == "multi-crop":
-        proba, crops = (lambda m, x: grid_proba(m, x.float() - mean, qs, transforms)), "square"
-    elif views == "144-crop":
-        crops = "144"
+        proba = lambda m, x: grid_proba(m, x.float() - mean, qs, transforms)  # noqa: E731
     per_image = {"centre": 1, "ten-crop": 10, "dense": 2 * len(qs), "multi-crop": 2 * GRID * GRID * len(qs),
                  "144-crop": 36 * len(qs)}[views]
     # the rule training validates with: a training batch's pixels, counted in views
@@ -169,11 +167,11 @@ def evaluate(
     workers = default_workers(workers)
     try:
         if views in ("centre", "ten-crop"):
-            _, make = test_source(data_loader, dataset.heldout, transforms, dev, bs, crops=crops, workers=workers,
+            _, make = test_source(data_loader, dataset.heldout, transforms, dev, bs, crops=per_image, workers=workers,
                                   progress=progress)
             batches = make()
         else:
-            images = Images(dataset.heldout, transforms, crops=crops, scales=qs)
+            images = Images(dataset.heldout, transforms, whole=whole, scales=qs)
             batches = loader(images, bs, shuffle=False, workers=workers, pin_memory=dev.type == "cuda")
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -109,13 +109,19 @@ class Schedule:
         self._apply()
 
 
-def hold_lr(opt: torch.optim.Optimizer, as_tensor: bool, device: torch.device) -> None:
+def lr_as_tensors(opt: torch.optim.Optimizer, device: torch.device) -> None:
     """Make each group's learning rate a 0-d tensor on ``device`` in its
-    parameters' dtype (for a captured step), or a plain float."""
+    parameters' dtype: a captured step reads it from there (``set_lr``
+    writes it in place)."""
     for group in opt.param_groups:
-        lr = float(group["lr"])
         dtype = group["params"][0].dtype if group["params"] else torch.float32
-        group["lr"] = torch.tensor(lr, dtype=dtype, device=device) if as_tensor else lr
+        group["lr"] = torch.tensor(float(group["lr"]), dtype=dtype, device=device)
+
+
+def lr_as_floats(opt: torch.optim.Optimizer) -> None:
+    """Make each group's learning rate a plain float again (the eager and compiled steps)."""
+    for group in opt.param_groups:
+        group["lr"] = float(group["lr"])
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

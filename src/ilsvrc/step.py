@@ -47,11 +47,20 @@ from torch.nn import functional as F
 from .device import autocast
 from .errors import UserError
 from .metrics import count_errors
-from .schedule import hold_lr
+from .schedule import lr_as_floats, lr_as_tensors
 
 MODES = ("eager", "default", "graph")
 ALIASES = {"reduce-overhead": "graph"}  # the name of the CUDA-graph mode before the whole step was one graph
 BACKEND = "inductor"  # torch.compile's backend for the compiled modes
+
+
+def parse_bool(text: str) -> bool:
+    """A boolean from the command line: true/false, 1/0, yes/no or on/off, in any case."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")
 
 
 def parse_compile(text: str) -> bool | str:
@@ -59,11 +68,10 @@ def parse_compile(text: str) -> bool | str:
     text = ALIASES.get(text, text)
     if text in MODES:
         return text
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}")
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ValueError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}") from None
 
 
 def pick_mode(compile: bool | str | None, device: torch.device, distributed: bool) -> str:
@@ -140,7 +148,7 @@ class TrainStep:
             raise ValueError(f"TrainStep runs the eager and default modes, not {mode!r} (WholeStep: graph)")
         self.net, self.opt, self.aux_weight, self.device, self.mode = net, opt, aux_weight, device, mode
         self.totals = torch.zeros(2, dtype=torch.float64, device=device)
-        hold_lr(opt, False, device)
+        lr_as_floats(opt)
         if mode == "default":
             self.net = torch.compile(net, backend=backend or BACKEND)
 
@@ -176,7 +184,7 @@ class WholeStep:
         self.model, self.opt, self.aux_weight, self.device, self.feed = model, opt, aux_weight, device, feed
         self.batch_size = batch_size
         self.capture = device.type == "cuda" if capture is None else capture
-        hold_lr(opt, True, device)
+        lr_as_tensors(opt, device)
         start_momentum(opt)
         group = opt.param_groups[0]
         if group["maximize"]:

@@ -20,10 +20,13 @@ a time, on the batch's device.
 import torch
 from torch.nn import functional as F
 
-from .transforms import U_FLIP, U_LEFT, U_NORMAL, U_TOP, PaperTransforms, normals, resize_float, starts, uniforms
+from .transforms import (U_FLIP, U_LEFT, U_NORMAL, U_TOP, PaperTransforms, crop_places, normals, resize_float,
+                         starts, uniforms)
 
 
 class BatchTransforms:
+    """``PaperTransforms`` (the ``reference``) on whole batches of uint8 squares on ``device``."""
+
     def __init__(self, reference: PaperTransforms, device: torch.device):
         self.reference = reference
         self.size = reference.image_size
@@ -113,22 +116,11 @@ class BatchTransforms:
         """(B, crops, 3, S, S): the centre crop, or the ten crops in torchvision's
         order, of the squares rescaled to test_resize."""
         ref = self.reference
-        n, room = len(imgs), ref.test_resize - self.size
+        places, n = crop_places(ref.test_resize, self.size, crops), len(imgs)
         if ref.test_resize == ref.stats.size:  # crops of the stored square: uint8 crops, then the mean
             src, mean = imgs, self.mean_unpadded.expand(3, ref.stats.size, ref.stats.size)
         else:
             src, mean = self.square(imgs), None
-        centre = int(round(room / 2.0))
-        if crops == 1:
-            places = [(centre, centre, False)]
-        elif crops == 10:
-            corners = [(0, 0), (0, room), (room, 0), (room, room), (centre, centre)]
-            # torchvision's ten_crop: five crops, then the same five of the reflected image
-            # (whose centre crop sits at room - centre from the left when room is odd)
-            mirrored = [(0, room), (0, 0), (room, room), (room, 0), (centre, room - centre)]
-            places = [(t, l, False) for t, l in corners] + [(t, l, True) for t, l in mirrored]
-        else:
-            raise ValueError(f"test crops must be 1 or 10, not {crops}")
         views = []
         for top, left, flip in places:
             tops = torch.full((n,), top, device=imgs.device)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .transforms import PaperTransforms
 
+WHOLE = (None, "square", "144")  # Images(whole=...): crops of the stored square, or items of a whole image
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
@@ -76,16 +77,21 @@ class _Batches(Sampler):
 class Images(torch.utils.data.Dataset):
     """Decoded, rescaled and transformed images of one split.
 
-    ``crops=0`` gives the random training view; 1 or 10 the test views;
-    ``"square"`` the stored uint8 square (for views made on the device:
-    dense and multi-crop testing); ``"144"`` GoogLeNet's 144 test crops of
-    the whole image (``scales``: its four scales). An undecodable image
-    yields ``None`` and its name, for the caller to report.
+    ``crops``: how many crops of the stored square each item is: 0 the
+    random training view, 1 or 10 the test crops. ``whole``: items made from
+    a whole image instead: ``"square"`` the stored uint8 square itself (for
+    views made on the device: dense and multi-crop testing); ``"144"``
+    GoogLeNet's 144 test crops of the whole original image (``scales``: its
+    four scales). An undecodable image yields ``None`` and its name, for the
+    caller to report.
     """
 
-    def __init__(self, split, transforms: PaperTransforms, crops: int | str = 0, scales: list[int] | None = None):
-        self.split, self.transforms, self.crops, self.scales = split, transforms, crops, scales
-        if crops == "144" and not hasattr(split, "original"):
+    def __init__(self, split, transforms: PaperTransforms, crops: int = 0, *, whole: str | None = None,
+                 scales: list[int] | None = None):
+        if whole not in WHOLE:
+            raise ValueError(f"whole must be one of {', '.join(map(str, WHOLE))}, not {whole!r}")
+        self.split, self.transforms, self.crops, self.whole, self.scales = split, transforms, crops, whole, scales
+        if whole == "144" and not hasattr(split, "original"):
             raise ValueError("144-crop testing needs the whole images: give the image folder, not a packed store, as data")
         self.labels = split.labels
 
@@ -95,13 +101,13 @@ class Images(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
         label = self.labels[index]
-        if self.crops == "144":
+        if self.whole == "144":
             img = self.split.original(index)
             return (None, label, self.split.describe(index)) if img is None else (self.transforms.crops144(img, self.scales), label, None)
         img = self.split.read(index, self.transforms.stats.size)
         if img is None:
             return None, label, self.split.describe(index)
-        if self.crops == "square":
+        if self.whole == "square":
             return img, label, None
         if self.crops == 0:
             x = self.transforms.train(img, seed)
@@ -112,16 +118,27 @@ class Images(torch.utils.data.Dataset):
 
 @dataclass
 class Batch:
+    """Views, labels and the files left out, from any of the three sources (``sources.py``)."""
+
     images: torch.Tensor  # (B, 3, S, S) for training, (B, crops, 3, S, S) for testing
     labels: torch.Tensor  # (B,)
     skipped: list[str]  # files in this batch that could not be decoded
 
 
-def collate(samples, empty_shape=(0,)) -> Batch:
+def empty_batch(crops: int, size: int, device: torch.device | None = None, skipped: list[str] | None = None) -> Batch:
+    """A batch of no images (all of its images failed to decode, or a rank's
+    share is empty) that still has its images' shape: (0, 3, size, size) for
+    training views (``crops`` 0), (0, crops, 3, size, size) for test views."""
+    shape = (0, 3, size, size) if crops == 0 else (0, crops, 3, size, size)
+    return Batch(torch.empty(shape, device=device), torch.empty(0, dtype=torch.long, device=device), skipped or [])
+
+
+def collate(samples, crops: int, size: int) -> Batch:
+    """One batch of ``Images`` items; an empty one is ``empty_batch(crops, size)``."""
     kept = [(x, y) for x, y, _ in samples if x is not None]
     skipped = [p for x, _, p in samples if x is None]
-    if not kept:  # an empty batch still has the shape of its images
-        return Batch(torch.empty(empty_shape), torch.empty(0, dtype=torch.long), skipped)
+    if not kept:
+        return empty_batch(crops, size, skipped=skipped)
     return Batch(torch.stack([x for x, _ in kept]), torch.tensor([y for _, y in kept]), skipped)
 
 
@@ -141,14 +158,14 @@ def loader(
     """A DataLoader over ``images`` for one epoch, from batch ``start_batch``;
     with ``world`` > 1, rank ``rank``'s share of each global batch."""
     order = EpochOrder(len(images), shuffle=shuffle, seed=seed, epoch=epoch, start=start_batch * batch_size)
-    s, r = images.transforms.image_size, images.transforms.stats.size
-    empty = {0: (0, 3, s, s), "square": (0, 3, r, r), "144": (0, 36 * len(images.scales or []), 3, s, s)}.get(
-        images.crops, (0, images.crops, 3, s, s))
+    t = images.transforms  # an empty batch's shape (empty_batch): (crops, side) of its items
+    crops, side = {"square": (0, t.stats.size), "144": (36 * len(images.scales or []), t.image_size)}.get(
+        images.whole, (images.crops, t.image_size))
     return DataLoader(
         images,
         batch_sampler=_Batches(order, batch_size, rank, world),
         num_workers=workers,
-        collate_fn=partial(collate, empty_shape=empty),
+        collate_fn=partial(collate, crops=crops, size=side),
         pin_memory=pin_memory,
         # its own generator, so that making a loader never draws from the
         # global RNG that dropout uses

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .batched import BatchTransforms
 from .folders import Rescaled
 from .images import warn_skipped
-from .loaders import Batch, EpochOrder
+from .loaders import Batch, EpochOrder, empty_batch
 
 
 def nbytes(split, size: int) -> int:
@@ -63,15 +63,13 @@ class ResidentSplit:
         # the epoch's order and seeds go to the device once: no host work per batch
         indices, seeds = (t.to(self.device) for t in order.tensors())
         valid = None if all(self.valid) else torch.tensor(self.valid, device=self.device)
-        s = transforms.size
         for b in range(0, len(indices), batch_size):
             idx, sd = indices[b : b + batch_size][rank::world], seeds[b : b + batch_size][rank::world]
             if valid is not None:  # leave out the images that did not decode
                 keep = valid[idx]
                 idx, sd = idx[keep], sd[keep]
             if not len(idx):
-                shape = (0, 3, s, s) if crops == 0 else (0, crops, 3, s, s)
-                yield Batch(torch.empty(shape, device=self.device), torch.empty(0, dtype=torch.long, device=self.device), [])
+                yield empty_batch(crops, transforms.size, self.device)
                 continue
             imgs = self.images[idx]
             x = transforms.train(imgs, sd) if crops == 0 else transforms.test(imgs, crops)

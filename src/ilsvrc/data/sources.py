@@ -38,6 +38,8 @@ def test_batch_size(batch_size: int, image_size: int, crops: int) -> int:
 
 @dataclass
 class Source:
+    """Where a run's batches come from (``kind``), as makers of each epoch's training and test batches."""
+
     kind: str
     train: Callable[[int, int], Iterable]  # (epoch, start_batch) -> training batches
     test: Callable[[], Iterable]  # () -> test batches

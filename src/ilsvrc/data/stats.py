@@ -29,6 +29,8 @@ from .images import warn_skipped
 
 @dataclass
 class Stats:
+    """A training set's mean image, mean RGB and RGB eigenvectors (AlexNet Sec. 2 and 4.1)."""
+
     size: int  # side of the rescaled square images the statistics describe
     mean_image: torch.Tensor  # (3, size, size), 0-255
     mean_rgb: torch.Tensor  # (3,), 0-255

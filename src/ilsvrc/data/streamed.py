@@ -17,11 +17,13 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from .batched import BatchTransforms
-from .loaders import Batch, EpochOrder
+from .loaders import Batch, EpochOrder, empty_batch
 from .store import PackedSplit
 
 
 class StreamedSplit:
+    """A packed split whose batches are read from disk ahead of use and decoded on ``device`` (``size`` x ``size``)."""
+
     def __init__(self, split: PackedSplit, size: int, device: torch.device, prefetch: int = 4):
         if not isinstance(split, PackedSplit):
             raise ValueError("streaming needs a packed store (ilsvrc pack)")
@@ -75,12 +77,10 @@ class StreamedSplit:
             done.set()
 
     def _consume(self, ready: queue.Queue, transforms: BatchTransforms, crops: int):
-        s = transforms.size
         while (item := ready.get()) is not None:
             share, encoded = item
             if not share:
-                shape = (0, 3, s, s) if crops == 0 else (0, crops, 3, s, s)
-                yield Batch(torch.empty(shape, device=self.device), torch.empty(0, dtype=torch.long, device=self.device), [])
+                yield empty_batch(crops, transforms.size, self.device)
                 continue
             imgs = self._decode(encoded)
             labels = self.labels[[i for i, _ in share]].to(self.device, non_blocking=True)

@@ -1,42 +1,16 @@
-"""The papers' transforms, on uint8 tensors (3, R, R): the stored square.
+"""The papers' transforms of one image: a stored uint8 square (3, R, R) -> views.
 
 Every image is stored as the central R x R square of the image rescaled so
-that its shorter side is R (AlexNet Sec. 2; R is the recipe's ``resize``).
-A training view is a window of that square, optionally rescaled to the
-network input S, then reflected, photometrically distorted and lit:
-
-- ``crop = "random"`` (AlexNet Sec. 4.1): an S x S window, no rescaling;
-- ``crop = "scale"`` (VGG Sec. 3.1, ResNet Sec. 3.4): the square rescaled to
-  a side T drawn from ``scale``, then an S x S window; done as a window of
-  side S * R / T in the stored square rescaled to S (the same view up to
-  interpolation, without rescaling the whole image);
-- ``crop = "area"`` (GoogLeNet Sec. 6): a window covering a fraction of the
-  area drawn from ``area``, aspect ratio from ``aspect``, rescaled to S;
-- ``crop = "pad"`` (ResNet Sec. 4.2): the mean-subtracted square padded with
-  ``padding`` zeros on each side, then an S x S window.
-
-Pixels stay in the 0-255 range of cuda-convnet; the mean (image or RGB) is
-subtracted from the window before anything else is done to it, so a window
-sees the matching window of the mean image.
-
-PCA lighting adds ``[p1 p2 p3][a1 l1, a2 l2, a3 l3]^T`` to every pixel. The
-paper does not say in which units ``l_i`` are; in 0-255 units the largest
-eigenvalue of natural images is about 10^4 and the offsets would swamp the
-image, so we follow the usual reading (fb.resnet.torch, most Caffe forks):
-eigenvalues of the covariance of RGB values scaled to [0, 1], and the offset
-scaled back by 255.
-
-Photometric distortions (GoogLeNet Sec. 6, after Howard 2013): brightness,
-contrast and saturation factors drawn from [1 - p, 1 + p], applied in that
-order to the window's pixels before the mean is subtracted.
-
-The random draws of one presentation are an explicit ``Draw`` so that a
-batched implementation can be checked against this one with the same draws.
-They come from a counter-based generator (``uniforms``): the k-th random
-number of an image is a hash of (the image's seed, k), so the draws of a
-whole batch are a few integer kernels on the device, and the same numbers
-one image at a time on the host. The image's seed depends on the run's seed,
-the epoch and the image (``loaders.seed_for``), not on the order of work.
+that its shorter side is R (AlexNet Sec. 2). A training view is a window of
+that square (``crop``: "random" for AlexNet, "scale" for VGG and ResNet,
+"area" for GoogLeNet, "pad" for ResNet-CIFAR), rescaled to the network input
+S where its side differs, then reflected, photometrically distorted and lit
+(PCA lighting); test views are crops of the square rescaled to
+``test_resize``. Pixels stay in 0-255, minus the mean (image or RGB) of the
+same window. An image's random draws (``Draw``) come from a counter-based
+generator (``uniforms``) keyed by its seed, so that ``batched.py`` makes the
+same draws for a whole batch on the device. The choices the papers leave
+open are in docs/models.md ("The data pipeline") and docs/alexnet.md.
 """
 
 from __future__ import annotations
@@ -139,6 +113,25 @@ def check_settings(image_size: int, resize: int, mean: str, test_crops: int = 1,
         raise ValueError(f"test_resize {test_resize} must be at least the image size {image_size}")
     if test_crops not in TEST_CROPS:
         raise ValueError(f"test crops must be 1 or 10, not {test_crops}")
+
+
+def crop_places(side: int, size: int, crops: int) -> list[tuple[int, int, bool]]:
+    """(top, left, reflected) of each ``size`` x ``size`` test crop of a square
+    of side ``side``: the centre crop (``crops`` 1), or the ten crops of
+    AlexNet Sec. 4.1 (``crops`` 10) in torchvision's ``ten_crop`` order: the
+    four corners and the centre, then the same five of the reflected square.
+    Places are in the unreflected square (a reflected crop is the crop there,
+    flipped), so the reflected centre crop sits at ``room - centre`` from the
+    left when the room is odd."""
+    room = side - size
+    centre = int(round(room / 2.0))  # torchvision's center_crop
+    if crops == 1:
+        return [(centre, centre, False)]
+    if crops == 10:
+        corners = [(0, 0), (0, room), (room, 0), (room, room), (centre, centre)]
+        mirrored = [(0, room), (0, 0), (room, room), (room, 0), (centre, room - centre)]
+        return [(t, l, False) for t, l in corners] + [(t, l, True) for t, l in mirrored]
+    raise ValueError(f"test crops must be 1 or 10, not {crops}")
 
 
 @dataclass
@@ -283,13 +276,12 @@ class PaperTransforms:
         """(crops, 3, S, S): the centre crop, or the ten crops of AlexNet
         Sec. 4.1 (four corners and centre, then their reflections), of the
         square rescaled to ``test_resize``."""
-        x = self.square(img)
-        s = [self.image_size, self.image_size]
-        if crops == 1:
-            return TF.center_crop(x, s).unsqueeze(0)
-        if crops == 10:
-            return torch.stack(TF.ten_crop(x, s))
-        raise ValueError(f"test crops must be 1 or 10, not {crops}")
+        x, s = self.square(img), self.image_size
+        views = []
+        for top, left, flip in crop_places(x.shape[-1], s, crops):
+            view = x[:, top : top + s, left : left + s]
+            views.append(view.flip(-1) if flip else view)
+        return torch.stack(views)
 
     def grid(self, square: torch.Tensor, per_side: int) -> torch.Tensor:
         """(2 * per_side**2, 3, S, S): crops of a mean-subtracted square on a
@@ -309,16 +301,17 @@ class PaperTransforms:
         and the square rescaled to S; and their reflections. With four scales,
         4 x 3 x 6 x 2 = 144 crops. The mean RGB is subtracted (a mean image
         of the stored square has no meaning for whole images of other shapes)."""
-        s = [self.image_size, self.image_size]
+        s = self.image_size
         x = img.float() - self.stats.mean_rgb.view(3, 1, 1)
         views = []
         for q in scales:
             y = TF.resize(x, [q], antialias=True)
             h, w = y.shape[-2:]
             long_room = max(h, w) - q
+            five = crop_places(q, s, 10)[:5]  # the four corners and the centre
             for offset in (0, long_room // 2, long_room):
                 square = y[:, offset : offset + q, :q] if h > w else y[:, :q, offset : offset + q]
-                five = TF.five_crop(square, s)
-                views.extend([*five, resize_float(square, self.image_size)])
+                views.extend([square[:, t : t + s, l : l + s] for t, l, _ in five])
+                views.append(resize_float(square, s))
         views = torch.stack(views)
         return torch.cat([views, views.flip(-1)])

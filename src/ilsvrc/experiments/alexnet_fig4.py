@@ -49,7 +49,7 @@ def _features(model, split, transforms, dev, workers: int, batch: int = 256):
 
 
 def _square(split, transforms, index: int):
-    img, _, _ = Images(split, transforms, crops="square")[(index, 0)]
+    img, _, _ = Images(split, transforms, whole="square")[(index, 0)]
     return img.permute(1, 2, 0).numpy()
 
 

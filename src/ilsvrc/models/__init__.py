@@ -25,6 +25,8 @@ from ..errors import UserError
 
 @dataclass(frozen=True)
 class Entry:
+    """One model of the registry: its builder, recipe, fixed arguments and paper."""
+
     name: str
     builder: Callable[..., nn.Module]
     recipe: str | None  # the recipe that trains it and holds its switches' paper values

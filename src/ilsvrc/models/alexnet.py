@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .layers import (ACTIVATIONS, FullyConnectedNet, LocalResponseNorm, activation as make_activation, fc_head,
-                     fuse_relu_lrn, parse_pool)
+                     fuse_relu_lrn, initialise, output_side, parse_pool)
 
 # Section 3.5 / Figure 2: (name, output channels, kernel, stride, padding,
 # tower-split input, followed by LRN, followed by max-pooling).
@@ -59,6 +59,7 @@ CONV_LAYERS = (
     ("conv5", 256, 3, 1, 1, True, False, True),
 )
 HIDDEN_UNITS = 4096  # Section 3.5: fc6 and fc7 have 4096 neurons each
+BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")  # Section 5: the layers whose biases start at 1 (bias_init)
 REMOVABLE = ("conv3", "conv4", "conv5")
 TOWER_LAYOUTS = ("halves", "groups")  # how the towers are computed (ours, for speed; see the module docstring)
 
@@ -150,41 +151,22 @@ class AlexNet(FullyConnectedNet):
             i = name[-1]
             groups = towers if split else 1
             layers[name] = nn.Conv2d(channels, out, kernel, stride=step, padding=pad, groups=groups)
-            layers[f"relu{i}"] = make_activation(activation)
+            layers[f"act{i}"] = make_activation(activation)  # ReLU (Sec. 3.1), or tanh (the switch)
             if has_lrn and lrn:
                 # Each GPU normalised its own kernel maps (Sec. 3.2, 3.3).
                 layers[f"lrn{i}"] = LocalResponseNorm(lrn_size, lrn_alpha, lrn_beta, lrn_k, groups=lrn_groups)
             if has_pool:
                 layers[f"pool{i}"] = nn.MaxPool2d(window, stride)
             channels = out
-        fuse_relu_lrn(layers)  # relu1 + lrn1, relu2 + lrn2: one pass each (one Triton kernel each way on a GPU)
+        fuse_relu_lrn(layers)  # act1 + lrn1, act2 + lrn2 (ReLUs): one pass each (one Triton kernel each way on a GPU)
         self.features = Features(layers, towers, tower_layout)
 
-        flat = self._flat_features(image_size)
-        self.classifier = fc_head(flat, num_classes, hidden=(HIDDEN_UNITS, HIDDEN_UNITS), dropout=dropout, act=activation)
-        self._init(init_std, bias_init)
-
-    def _flat_features(self, image_size: int) -> int:
-        """Size of pool5's output for a square input of ``image_size`` pixels."""
-        size, channels = image_size, 3
-        for layer in self.features:
-            if isinstance(layer, nn.Conv2d):
-                size = (size + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1
-                channels = layer.out_channels
-            elif isinstance(layer, nn.MaxPool2d):
-                size = (size - layer.kernel_size) // layer.stride + 1
-            if size < 1:
-                raise ValueError(f"image size {image_size} is too small for AlexNet's layers")
-        return channels * size * size
-
-    def _init(self, std: float, bias: float) -> None:
-        # Section 5: weights N(0, 0.01); biases `bias` (1) in conv2, conv4,
+        side = output_side(self.features, image_size, "AlexNet's layers")
+        self.classifier = fc_head(channels * side * side, num_classes, hidden=(HIDDEN_UNITS, HIDDEN_UNITS),
+                                  dropout=dropout, act=activation)
+        # Section 5: weights N(0, 0.01); biases `bias_init` (1) in conv2, conv4,
         # conv5 and the hidden fully connected layers, 0 in the others.
-        ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
-        for name, m in self.named_modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, std)
-                nn.init.constant_(m.bias, bias if name.split(".")[-1] in ones else 0.0)
+        initialise(self, "gaussian", std=init_std, bias=bias_init, bias_in=BIAS_LAYERS)
 
 
 def alexnet(num_classes: int = 1000, **variant) -> AlexNet:

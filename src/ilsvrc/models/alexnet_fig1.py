@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ACTIVATIONS, ConvBlock, parse_pool
+from .layers import ACTIVATIONS, ConvBlock, initialise, output_side, parse_pool
 
 # name, maps, pooling after it (cuda-convnet layers-18pct.cfg)
 LAYERS = (("conv1", 32, "max"), ("conv2", 32, "avg"), ("conv3", 64, "avg"))
@@ -29,6 +29,8 @@ POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
 class Figure1Net(nn.Module):
+    """Three 5x5 convolutions, each followed by 3/2 pooling, then ``fc4``: (B, 3, H, W) -> (B, classes)."""
+
     def __init__(self, num_classes: int = 10, image_size: int = 32, *, activation: str = "relu",
                  init_std: list[float] = (1e-4, 1e-2, 1e-2, 1e-2), pool: str = "3/2"):
         super().__init__()
@@ -44,16 +46,11 @@ class Figure1Net(nn.Module):
             layers[f"pool{i}"] = POOLS[kind](window, stride, ceil_mode=True)
             channels = maps
         self.features = nn.Sequential(layers)
-        side = torch.zeros(1, 1, image_size, image_size)  # the convolutions keep the size; the pools set it
-        for i in range(1, len(LAYERS) + 1):
-            side = layers[f"pool{i}"](side)
-        self.fc4 = nn.Linear(channels * side.numel(), num_classes)
-        if any(p.is_meta for p in self.parameters()):
-            return
+        side = output_side(layers, image_size, "the Figure 1 network's layers")  # the convolutions keep the size
+        self.fc4 = nn.Linear(channels * side * side, num_classes)
         linear = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         for m, std in zip(linear, init_std):  # cuda-convnet: weights N(0, initW), biases 0
-            nn.init.normal_(m.weight, 0.0, std)
-            nn.init.zeros_(m.bias)
+            initialise(m, "gaussian", std=std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc4(torch.flatten(self.features(x), 1))

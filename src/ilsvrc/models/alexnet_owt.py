@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import fc_head_dense, fc_head_features, rename_modules
+from .layers import fc_head_dense, fc_head_features, output_side, rename_modules
 
 # "One weird trick", Sec. 4 (one column), in torchvision's layout: (name,
 # output channels, kernel, stride, padding, followed by max-pooling).
@@ -44,18 +44,15 @@ class AlexNetOWT(nn.Module):
     def __init__(self, num_classes: int = 1000, *, image_size: int = 224):
         super().__init__()
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        channels, size = 3, image_size
+        channels = 3
         for name, out, kernel, stride, pad, has_pool in CONV_LAYERS:
             i = name[-1]
             layers[name] = nn.Conv2d(channels, out, kernel, stride=stride, padding=pad)
             layers[f"relu{i}"] = nn.ReLU(inplace=False)
-            size = (size + 2 * pad - kernel) // stride + 1
             if has_pool:
                 layers[f"pool{i}"] = nn.MaxPool2d(POOL_WINDOW, POOL_STRIDE)
-                size = (size - POOL_WINDOW) // POOL_STRIDE + 1
-            if size < 1:
-                raise ValueError(f"image size {image_size} is too small for AlexNet's layers")
             channels = out
+        output_side(layers, image_size, "AlexNet's layers")  # pool5's map is then pooled to 6x6, whatever its size
         self.features = nn.Sequential(layers)
         self.avgpool = nn.AdaptiveAvgPool2d((POOLED_SIZE, POOLED_SIZE))
         flat = channels * POOLED_SIZE * POOLED_SIZE

@@ -42,7 +42,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from .layers import ConvBlock, LocalResponseNorm, activation, initialise, parse_pool
+from .layers import ConvBlock, LocalResponseNorm, activation, initialise, layer_side, map_sides, parse_pool
 
 # Table 1: the layers before the first inception module: (name, filters, kernel, stride).
 CONV_LAYERS = (("conv1", 64, 7, 2), ("conv2_reduce", 64, 1, 1), ("conv2", 192, 3, 1))
@@ -111,22 +111,6 @@ class Auxiliary(nn.Module):
         return self.fc2(self.dropout(self.relu(self.fc1(x))))
 
 
-def _side(layer: nn.Module, size: int) -> int:
-    """The side of ``layer``'s output map for a square input of side ``size``
-    (PyTorch's output-size rules, ceil mode included)."""
-    if isinstance(layer, ConvBlock):
-        c = layer.conv
-        return (size + 2 * c.padding[0] - c.kernel_size[0]) // c.stride[0] + 1
-    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
-        k, s, p = layer.kernel_size, layer.stride, layer.padding
-        span = size + 2 * p - k + (s - 1 if layer.ceil_mode else 0)
-        out = span // s + 1
-        if layer.ceil_mode and (out - 1) * s >= size + p:
-            out -= 1  # the last window must start inside the input
-        return out
-    return size  # LRN and inception modules keep the map's size
-
-
 class GoogLeNet(nn.Module):
     """The network of Table 1 with the auxiliary classifiers of Sec. 5."""
 
@@ -173,11 +157,7 @@ class GoogLeNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
 
-        side, sides = image_size, {}
-        for name, layer in layers.items():
-            side = sides[name] = _side(layer, side)
-            if side < 1:
-                raise ValueError(f"image size {image_size} is too small for GoogLeNet's layers")
+        sides = map_sides(layers, image_size, "GoogLeNet's layers")  # inception modules keep the side
         if aux:
             for tap, aux_name in AUX_TAPS.items():
                 side = sides[tap]
@@ -187,7 +167,7 @@ class GoogLeNet(nn.Module):
                     # Sec. 5's window and stride (ceil mode, as Caffe); on maps smaller
                     # than the window (small inputs, 64 pixels say) it covers the whole map.
                     pool = nn.AvgPool2d(min(aux_window, side), aux_stride, ceil_mode=True)
-                    grid = _side(pool, side)
+                    grid = layer_side(pool, side)
                 setattr(self, aux_name, Auxiliary(layers[tap].out_channels, num_classes, pool=pool, grid=grid,
                                                   conv=conv, dropout=aux_dropout))
         initialise(self, init)  # the recipe: "xavier", as BVLC's replication (the paper does not say)

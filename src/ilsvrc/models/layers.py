@@ -12,6 +12,7 @@ the paper's constants directly and its test checks both statements.
 """
 
 from collections import OrderedDict
+from collections.abc import Collection
 
 import torch
 from torch import nn
@@ -26,25 +27,12 @@ _UPCAST = (torch.float16, torch.bfloat16)
 
 def lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int = 1) -> torch.Tensor:
     """The paper's LRN of ``x`` (N, C, H, W), each of ``groups`` equal groups
-    of channels (towers) normalised on its own.
-
-    The formula is written out as plain elementwise work over the whole
-    tensor, the formulation that torch.compile (inductor) fuses into one pass
-    over it, with no hand-written kernel: square once, zero-pad the squares
-    along the channels, add ``size`` shifted slices (the window sum), then
-    ``a * (k + alpha * s) ** -beta``. With groups, a slice's term is dropped
-    where the neighbour it brings belongs to another group (an index
-    comparison that inductor folds into the same pass), so the window never
-    crosses from one tower into the next. Nothing is reshaped, so a
-    channels_last input stays channels_last without a copy. (On the CPU the
-    compiled forward is one kernel, which a test checks; the CUDA/Triton code
-    has not been inspected yet.) Eager mode runs the same code as a dozen or
-    so small elementwise kernels. bf16/fp16 inputs (bf16 autocast) are
-    computed in float32 and the result rounded once to the input's dtype.
+    of channels (towers) normalised on its own, written as elementwise work
+    that torch.compile fuses into one pass (docs/models.md, "The LRN").
 
     The window at channel i covers channels i - size//2 .. i + (size-1)//2 of
-    its group (the paper's i +- n/2 for odd n; what F.local_response_norm
-    does for even n), absent channels counting as zero.
+    its group (the paper's i +- n/2 for odd n), absent channels counting as
+    zero. bf16/fp16 inputs are computed in float32 and rounded once.
     """
     if x.dim() != 4:
         raise ValueError(f"LRN expects an (N, C, H, W) tensor, not one of shape {tuple(x.shape)}")
@@ -90,11 +78,9 @@ class LocalResponseNorm(nn.Module):
     after ReLU) itself, so that the two are one pass; see
     :func:`fuse_relu_lrn`.
 
-    On a GPU (a CUDA tensor of float32, bf16 or fp16) the layer can be two
-    Triton kernels, one each way, eager or compiled (``lrn_triton``; off
-    until a GPU run has checked them: ``ILSVRC_LRN_KERNEL=1``). Otherwise:
-    compiled, the elementwise formulation :func:`lrn` (one fused pass);
-    eager, :func:`lrn_reference`.
+    Computed by two Triton kernels on a GPU where ``ILSVRC_LRN_KERNEL=1``
+    (``lrn_triton``), else by :func:`lrn` when compiled and by
+    :func:`lrn_reference` when eager.
     """
 
     def __init__(self, size: int, alpha: float, beta: float, k: float, groups: int = 1, *, relu: bool = False):
@@ -273,11 +259,13 @@ class FullyConnectedNet(nn.Module):
         return fc_head_dense(self.classifier, self.features(x))
 
 
-def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float = 0.0) -> None:
+def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float = 0.0,
+               bias_in: Collection[str] | None = None) -> None:
     """Initialise every convolution and linear layer of ``model``:
 
     - ``"gaussian"``: weights N(0, ``std``) and biases ``bias`` (AlexNet Sec. 5,
-      VGG Sec. 3.1);
+      VGG Sec. 3.1); with ``bias_in``, only the layers of those names (the
+      last part of their path: ``conv2``, ``fc6``) get ``bias``, the others 0;
     - ``"xavier"``: Glorot & Bengio (2010) uniform weights, zero biases (VGG's
       note on initialisation without pre-training; GoogLeNet's reference);
     - ``"he"``: He et al. (2015) normal weights with fan-out and ReLU gain in
@@ -291,7 +279,7 @@ def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float 
     """
     if any(p.is_meta for p in model.parameters()):
         return
-    for m in model.modules():
+    for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if scheme == "he" and isinstance(m, nn.Linear):
                 m.reset_parameters()
@@ -304,7 +292,8 @@ def initialise(model: nn.Module, scheme: str, *, std: float = 0.01, bias: float 
             else:
                 raise ValueError(f"initialisation must be gaussian, xavier or he, not {scheme!r}")
             if m.bias is not None:
-                nn.init.constant_(m.bias, bias if scheme == "gaussian" else 0.0)
+                given = scheme == "gaussian" and (bias_in is None or name.rpartition(".")[2] in bias_in)
+                nn.init.constant_(m.bias, bias if given else 0.0)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -319,3 +308,49 @@ def parse_pool(pool: str) -> tuple[int, int]:
     if window < 1 or stride < 1:
         raise ValueError(f"pool window and stride must be positive, not {pool!r}")
     return window, stride
+
+
+# --- Feature-map sizes ------------------------------------------------------------
+
+
+def layer_side(layer: nn.Module, side: int) -> int:
+    """The side of ``layer``'s output map for a square input of side ``side``,
+    by PyTorch's output-size rules for convolutions and pooling (ceil mode
+    included: the last window must start inside the input or its left
+    padding). A sequence (``nn.Sequential``, a ConvBlock) applies its children
+    in order; any other layer (activation, LRN, dropout, an inception module)
+    keeps the side."""
+    if isinstance(layer, nn.Sequential):
+        for child in layer:
+            side = layer_side(child, side)
+        return side
+    if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        k, s, p, d = (_first(getattr(layer, a, 1)) for a in ("kernel_size", "stride", "padding", "dilation"))
+        ceil = getattr(layer, "ceil_mode", False)
+        out = (side + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+        return out - 1 if ceil and (out - 1) * s >= side + p else out
+    return side
+
+
+def _first(value) -> int:
+    """A square layer's size along one side (``3`` of ``3`` or ``(3, 3)``)."""
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def map_sides(layers, image_size: int, network: str) -> dict[str, int]:
+    """The side of each named layer's output map in ``layers`` (an
+    ``OrderedDict`` of named modules, or a module whose children run in
+    order) for a square input of ``image_size`` pixels. Raises ValueError
+    ("image size N is too small for ``network``") where a map would be empty."""
+    modules = layers._modules if isinstance(layers, nn.Module) else layers
+    sides, side = {}, image_size
+    for name, layer in modules.items():
+        side = sides[name] = layer_side(layer, side)
+        if side < 1:
+            raise ValueError(f"image size {image_size} is too small for {network}")
+    return sides
+
+
+def output_side(layers, image_size: int, network: str) -> int:
+    """The side of the last map of ``layers`` (see :func:`map_sides`)."""
+    return list(map_sides(layers, image_size, network).values())[-1]

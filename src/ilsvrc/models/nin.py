@@ -27,13 +27,12 @@ the pooling is global, the network takes an input of any size large enough
 for its layers, and ``dense`` is ``forward``.
 """
 
-import math
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from .layers import ConvBlock, initialise, parse_pool
+from .layers import ConvBlock, initialise, output_side, parse_pool
 
 # The released models, one row per mlpconv layer: name, the spatial
 # convolution (out channels, kernel, stride, padding), the widths of cccp1
@@ -51,12 +50,6 @@ IMAGENET = (  # nin_imagenet train_val.prototxt (model zoo gist d802a5849de39225
 )
 LAYOUTS = {"cifar10": CIFAR10, "imagenet": IMAGENET}
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
-
-
-def _pooled(size: int, window: int, stride: int) -> int:
-    """Output side of a pooling layer in ceil mode, as Caffe (and PyTorch) compute it."""
-    out = math.ceil((size - window) / stride) + 1
-    return out - 1 if (out - 1) * stride >= size else out
 
 
 class NIN(nn.Sequential):
@@ -82,7 +75,7 @@ class NIN(nn.Sequential):
         window, stride = parse_pool(pool)
 
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
-        channels, size = 3, image_size
+        channels = 3
         for name, (width, kernel, step, pad), cccp1, cccp2, pooling, drop in LAYOUTS[layout]:
             last = cccp2 is None
             cccp2 = num_classes if last else cccp2
@@ -90,16 +83,13 @@ class NIN(nn.Sequential):
             block["conv"] = ConvBlock(channels, width, kernel, step, pad)
             block["cccp1"] = ConvBlock(width, cccp1, 1)
             block["cccp2"] = ConvBlock(cccp1, cccp2, 1, act="relu" if final_relu or not last else None)
-            size = (size + 2 * pad - kernel) // step + 1
             if pooling is not None:
-                block["pool"] = POOLS[pooling](window, stride, ceil_mode=True)
-                size = _pooled(size, window, stride)
+                block["pool"] = POOLS[pooling](window, stride, ceil_mode=True)  # Caffe rounds up, as ceil mode does
             if drop:
                 block["drop"] = nn.Dropout(dropout)
-            if size < 1:
-                raise ValueError(f"image size {image_size} is too small for the layers of NIN ({layout})")
             blocks[name] = nn.Sequential(block)
             channels = cccp2
+        output_side(blocks, image_size, f"the layers of NIN ({layout})")
         # Sec. 3.2: the average of each class map; the vector goes to the softmax.
         blocks["global_pool"] = nn.AdaptiveAvgPool2d(1)
         blocks["flatten"] = nn.Flatten(1)

@@ -28,7 +28,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ConvBlock, FullyConnectedNet, LocalResponseNorm, fc_head, initialise, parse_pool, rename_modules
+from .layers import (ConvBlock, FullyConnectedNet, LocalResponseNorm, fc_head, initialise, output_side, parse_pool,
+                     rename_modules)
 
 # Table 1: the kernel sides of each stack's convolutions (3: conv3, 1: conv1).
 CONFIGS = {
@@ -86,7 +87,7 @@ class VGG(FullyConnectedNet):
         self.config = config
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        channels, size = 3, image_size
+        channels = 3
         for stack, (kernels, width) in enumerate(zip(CONFIGS[config], WIDTHS), start=1):
             for i, kernel in enumerate(kernels, start=1):
                 # Sec. 2.1: stride 1, padding 1 for 3x3 (0 for 1x1): the map keeps its size.
@@ -95,12 +96,10 @@ class VGG(FullyConnectedNet):
                     layers["lrn1"] = LocalResponseNorm(lrn_size, lrn_alpha, lrn_beta, lrn_k)
                 channels = width
             layers[f"pool{stack}"] = nn.MaxPool2d(window, stride)
-            size = (size - window) // stride + 1
-            if size < 1:
-                raise ValueError(f"image size {image_size} is too small for VGG's five max-pooling layers")
         self.features = nn.Sequential(layers)
 
-        self.classifier = fc_head(channels * size * size, num_classes, hidden=(HIDDEN_UNITS, HIDDEN_UNITS),
+        side = output_side(layers, image_size, "VGG's five max-pooling layers")
+        self.classifier = fc_head(channels * side * side, num_classes, hidden=(HIDDEN_UNITS, HIDDEN_UNITS),
                                   dropout=dropout)
         # Sec. 3.1: weights from N(0, init_std), biases bias_init (0); "xavier":
         # the paper's note that Glorot & Bengio's initialisation needs no pre-training.
