@@ -24,6 +24,9 @@ from .errors import UserError
 
 
 class RunFolder:
+    """The folder ``out`` of one run: its files' paths, and (once ``open``) its
+    lock, config.json and logs. Only the main process opens it."""
+
     def __init__(self, out):
         self.path = Path(out)
         if self.path.exists() and not self.path.is_dir():
