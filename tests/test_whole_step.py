@@ -175,8 +175,8 @@ def test_trainer_with_the_whole_step_trains_as_the_eager_one_and_resumes_exactly
     trainer = sys.modules["ilsvrc.train"]  # the module (the package's attribute of that name is the function)
 
     monkeypatch.setattr(ilsvrc.step, "BACKEND", "aot_eager")
-    build_ = trainer.build
-    monkeypatch.setattr(trainer, "build", lambda *a, **k: Double(build_(*a, **k)))
+    build_ = trainer.for_recipe  # the network train builds, in float64
+    monkeypatch.setattr(trainer, "for_recipe", lambda *a, **k: Double(build_(*a, **k)))
     common = dict(device="cpu", workers=0, progress=False, data_loader="resident", batch_size=5, iterations=8,
                   milestones=[3], model="resnet-20")
     eager = ilsvrc.train("resnet-cifar", tiny_data, tmp_path / "eager", compile="eager", **common)

@@ -43,7 +43,7 @@ from .device import default_workers, pick_device
 from .distributed import World, join, leave
 from .errors import Diverged, Interrupted, UserError
 from .evaluate import evaluate_model
-from .models import build, check_recipe
+from .models import check_recipe, for_recipe
 from .run_folder import RunFolder
 from .schedule import Schedule
 from .step import TrainStep, WholeStep, pick_mode
@@ -242,7 +242,7 @@ def prepare(
     elif dataset.classes != ckpt["classes"]:
         raise UserError(f"{root} has other classes than the checkpoint in {folder.path}")
     torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
-    net = build(plan.network, len(dataset.classes), plan.data.image_size, **plan.model)
+    net = for_recipe(plan, len(dataset.classes))
     dev, world, mode = _placement(device, compile)
     workers = default_workers(workers)
     bs = plan.optim.batch_size  # the global batch: each rank takes every world.size-th image of it

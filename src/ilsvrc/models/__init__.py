@@ -81,10 +81,21 @@ def build(name: str, num_classes: int = 1000, image_size: int = 224, **variant) 
         switches = ", ".join(sorted(settings)) or "none"
         raise UserError(f"{name} has no switch {', '.join(unknown)}; its switches: {switches}")
     settings.update(variant)
+    return _construct(e, num_classes, image_size, settings)
+
+
+def for_recipe(recipe: recipes.Recipe, num_classes: int) -> nn.Module:
+    """The network a resolved recipe trains. Its ``[model]`` table already
+    holds every switch (the paper's values with the run's overrides, checked
+    by ``recipes.resolve``), so the recipe file is not read a second time."""
+    return _construct(entry(recipe.network), num_classes, recipe.data.image_size, recipe.model)
+
+
+def _construct(e: Entry, num_classes: int, image_size: int, settings: dict) -> nn.Module:
     try:
         return e.builder(num_classes, image_size=image_size, **e.fixed, **settings)
     except ValueError as err:
-        raise UserError(f"{name}: {err}") from None
+        raise UserError(f"{e.name}: {err}") from None
 
 
 def parameter_count(name: str, num_classes: int = 1000, image_size: int | None = None, **variant) -> int:
