@@ -263,19 +263,28 @@ def prepare(
     except ValueError as e:
         raise UserError(str(e)) from None
     model = net.module if world.distributed else net
-    aux_weight = getattr(model, "aux_weight", 0.0)
-    # on a GPU the whole step as one CUDA graph, its batches made inside it where the data is resident (step.py)
-    train_step = (WholeStep(model, opt, aux_weight, dev, bs, feed=batches.feed) if mode == "graph"
-                  else TrainStep(net, opt, aux_weight, dev, mode))
-    run = Run(plan, folder, root, dataset, stats, seed, model, net, opt, sched, batches, train_step, dev, world, mode,
-              steps_per_epoch, sched.epochs(steps_per_epoch), max_steps, progress, f"{label}: " if label else "",
-              checkpoint_minutes, until_top1_error, say_if_long=dev.type == "cpu" and preset is None)
+    train_step = _train_step(model, net, opt, dev, mode, bs, batches)
+    run = Run(recipe=plan, folder=folder, root=root, dataset=dataset, stats=stats, seed=seed, model=model, net=net,
+              opt=opt, sched=sched, batches=batches, train_step=train_step, dev=dev, world=world, mode=mode,
+              steps_per_epoch=steps_per_epoch, epochs=sched.epochs(steps_per_epoch), max_steps=max_steps,
+              progress=progress, prefix=f"{label}: " if label else "", checkpoint_minutes=checkpoint_minutes,
+              until_top1_error=until_top1_error, say_if_long=dev.type == "cpu" and preset is None)
     if world.main:
         folder.open({"recipe": plan.to_dict(), "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
                      "processes": world.size, "loader": batches.kind}, resumed_step=None if ckpt is None else state.step)
         _say_plan(run, state)
     run.first_step, run.started = state.step, time.perf_counter()
     return run, state
+
+
+def _train_step(model: torch.nn.Module, net: torch.nn.Module, opt: torch.optim.SGD, dev: torch.device, mode: str,
+                batch_size: int, batches: Source) -> TrainStep | WholeStep:
+    """One SGD step as ``mode`` runs it (step.py): on a GPU the whole step as
+    one CUDA graph, its batches made inside it where the data is resident."""
+    aux_weight = getattr(model, "aux_weight", 0.0)  # GoogLeNet's auxiliary classifiers
+    if mode == "graph":
+        return WholeStep(model, opt, aux_weight, dev, batch_size, feed=batches.feed)
+    return TrainStep(net, opt, aux_weight, dev, mode)
 
 
 def _placement(device: str, compile) -> tuple[torch.device, World, str]:
