@@ -7,6 +7,7 @@ with a line ``<!-- refresh -->`` before its ```console block, and this script
 reruns it:
 
     python docs/refresh.py            # every marked block of README.md, in order (about 15 min on 2 CPU cores)
+    python docs/refresh.py --doc docs/experiments.md   # another page's
     python docs/refresh.py --list     # the marked blocks and their commands, without running them
     python docs/refresh.py --only 6   # block 6 alone (a block that reads an earlier block's RUN needs that one too)
 

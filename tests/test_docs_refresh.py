@@ -1,7 +1,7 @@
 """docs/refresh.py, which reruns the README's slow console samples and writes
 their output back: it reads the marked blocks as the docs show them, cuts
 long JSON lines the way test_docs_console.py reads them, and every marked
-block of the README carries the note of its last refresh."""
+block of the README and docs/ carries the note of its last refresh."""
 
 import importlib.util
 import json
@@ -28,10 +28,12 @@ def test_a_long_json_line_is_cut_after_a_key():
     assert refresh.cut("short line") == "short line" and refresh.cut("x" * 200) == "x" * 200  # not JSON: kept
 
 
-def test_every_marked_block_of_the_readme_was_refreshed():
-    lines = (REPO / "README.md").read_text().splitlines()
-    blocks = list(refresh.marked_blocks(lines))
-    assert len(blocks) >= 5
-    for first, last in blocks:
-        note = next(line for line in lines[last + 1:] if line.strip())
-        assert note.startswith(refresh.NOTE), f"the block at line {first + 1} has no note of its refresh"
+def test_every_marked_block_was_refreshed():
+    found = 0
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        lines = doc.read_text().splitlines()
+        for first, last in refresh.marked_blocks(lines):
+            note = next(line for line in lines[last + 1:] if line.strip())
+            assert note.startswith(refresh.NOTE), f"{doc.name}: the block at line {first + 1} has no note of its refresh"
+            found += 1
+    assert found >= 6
