@@ -172,7 +172,9 @@ def ours(data: Path, iterations: int, device: torch.device, workers: int, seed: 
     # after the first epoch (compilation, capture): the rate the run settles at
     later = sorted(r["images_per_s"] for r in rows[1:] if r["complete"])
     return {"images_per_s": images / seconds, "wall_s": wall, "test_error": row["val_top1_error"], "steps": row["step"],
-            "first_epoch_s": rows[0]["epoch_time_s"], "median_epoch_images_per_s": later[len(later) // 2] if later else None}
+            "first_epoch_s": rows[0]["epoch_time_s"], "median_epoch_images_per_s": later[len(later) // 2] if later else None,
+            # where the wall time went: the steps, the validations, and the rest (start-up, checkpoints, logs)
+            "steps_s": seconds, "validation_s": sum(r.get("val_time_s", 0.0) for r in rows)}
 
 
 def main(argv=None) -> int:
@@ -219,6 +221,10 @@ def main(argv=None) -> int:
         o = result["ilsvrc"]
         print(f"ilsvrc: first epoch (compilation, capture) {o['first_epoch_s']:.1f} s, then a median epoch at "
               f"{o['median_epoch_images_per_s']:.0f} images/s")
+    if "ilsvrc" in result:
+        o = result["ilsvrc"]
+        print(f"ilsvrc: wall {o['wall_s']:.1f} s = steps {o['steps_s']:.1f} s + validation {o['validation_s']:.1f} s"
+              f" + the rest {o['wall_s'] - o['steps_s'] - o['validation_s']:.1f} s (start-up, checkpoints, logs)")
     if "stock" in result and "ilsvrc" in result:
         s, o = result["stock"], result["ilsvrc"]
         result["ratios"] = {"images_per_s": o["images_per_s"] / s["images_per_s"]}

@@ -29,8 +29,10 @@ def test_both_loops_run_the_recipe_and_report(cifar_like, tmp_path, capsys):
         assert math.isfinite(r[side]["images_per_s"]) and r[side]["images_per_s"] > 0
         assert 0 <= r[side]["test_error"] <= 100 and r[side]["wall_s"] > 0
     assert r["ratios"]["images_per_s"] > 0
+    o = r["ilsvrc"]  # where the wall time went: the steps and the validations are parts of it
+    assert 0 < o["steps_s"] and 0 < o["validation_s"] and o["steps_s"] + o["validation_s"] < o["wall_s"]
     printed = capsys.readouterr().out
-    assert "ilsvrc / stock" in printed and "test error" in printed
+    assert "ilsvrc / stock" in printed and "test error" in printed and "+ validation" in printed
 
 
 def test_without_data_it_says_what_to_pass(monkeypatch, tmp_path, capsys):

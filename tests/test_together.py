@@ -19,7 +19,7 @@ def weights(run):
 
 
 def rows(run):
-    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "images_per_s", "epoch_time_s")}
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "images_per_s", "epoch_time_s", "val_time_s")}
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 

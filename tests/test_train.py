@@ -60,8 +60,10 @@ def test_run_directory_contents(tiny_data, tmp_path):
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "tb").iterdir())
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[-1] == row
-    for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s", "epoch_time_s"):
+    for key in ("train_loss", "train_error", "val_top1_error", "val_top5_error", "lr", "images_per_s", "epoch_time_s",
+                "val_time_s"):
         assert key in row
+    assert row["val_time_s"] > 0
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["classes"] == ["class0", "class1", "class2"]
     assert ckpt["config"]["optim"]["momentum"] == 0.9 and ckpt["config"]["data"]["resize"] == 73

@@ -448,7 +448,9 @@ def end_epoch(run: Run, state: TrainState, complete: bool) -> dict:
     """Validate, log one row, step the schedule and write the checkpoints;
     a ``complete`` epoch moves the state on to the next one. The row."""
     run.check_weights(state)
+    started = time.perf_counter()
     val = evaluate_model(run.model, run.batches.test(), run.dev, progress=run.progress, world=run.world)
+    val_seconds = time.perf_counter() - started  # (the errors were read back: the device is done)
     sums = state.sums
     n = max(sums["images"], 1)
     row = {
@@ -461,7 +463,8 @@ def end_epoch(run: Run, state: TrainState, complete: bool) -> dict:
         "val_top5_error": val["top5_error"],
         "lr": run.sched.lr(),
         "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
-        "epoch_time_s": sums["seconds"],
+        "epoch_time_s": sums["seconds"],  # the training steps'
+        "val_time_s": val_seconds,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # The row first, then the checkpoints: a run killed in between resumes
