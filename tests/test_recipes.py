@@ -103,6 +103,7 @@ def test_recipe_trains_and_lowers_the_loss(recipe, sixteen, tmp_path):
     ({"iterations": 6.5}, "iterations must be a whole number"),
     ({"flip": 1}, "flip must be true or false"),
     ({"network": {"a": 1}}, "network must be a model name"),
+    ({"image_size": "abc"}, "image_size must be a whole number"),  # checked before the sizes scale with it
 ])
 def test_an_override_of_the_wrong_kind_is_refused_in_one_line(override, message):
     with pytest.raises(UserError, match=message):

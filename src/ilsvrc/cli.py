@@ -313,7 +313,6 @@ def _data(a) -> int:
 
 
 def _stats(a) -> int:
-    from . import recipes
     from .data.datasets import for_dataset
     from .data.default import find
 

@@ -509,18 +509,11 @@ def _plan(recipe: str, resume_ckpt: dict | None, overrides: dict, network: str |
         raise UserError(f"the checkpoint was trained with recipe {plan['recipe']}, not {recipe}")
     if network is not None and network != plan["network"]:
         raise UserError(f"the checkpoint holds a {plan['network']}, not a {network}")
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        table = next((t for t in recipes.TABLES if key in plan[t]), None)
-        if table is None:
-            raise UserError(f"recipe {plan['recipe']} has no setting {key}")
-        recipes.check_type(key, plan[table][key], value)
-        if plan[table][key] != value and key not in RESUMABLE:
-            raise UserError(
-                f"--resume continues the run as it was started: {key} is {plan[table][key]!r} in the checkpoint, not {value!r}"
-            )
-        plan[table][key] = value
+    for key, table in recipes.check_overrides(plan, plan["recipe"], overrides).items():
+        if plan[table][key] != overrides[key] and key not in RESUMABLE:
+            raise UserError(f"--resume continues the run as it was started: {key} is {plan[table][key]!r} in the"
+                            f" checkpoint, not {overrides[key]!r}")
+        plan[table][key] = overrides[key]
     return recipes.Recipe.from_dict(plan)
 
 

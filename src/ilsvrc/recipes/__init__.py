@@ -109,25 +109,36 @@ def resolve(name: str, **overrides) -> Recipe:
     (``models.check_recipe`` checks that it is one).
     """
     recipe = load(name)
-    where = {key: table for table in TABLES for key in recipe[table]}
     network = overrides.pop("network", None)
-    unknown = sorted(k for k, v in overrides.items() if v is not None and k not in where)
-    if unknown:
-        raise UserError(f"recipe {name} has no setting {', '.join(unknown)}")
+    tables = check_overrides(recipe, name, overrides)  # before the sizes scale with a given image_size
     data = recipe["data"]
     if overrides.get("image_size") is not None:
         ratio = overrides["image_size"] / data["image_size"]
         for key in SIZES:
             if key in data and overrides.get(key) is None:
                 data[key] = _scaled(data[key], ratio)
-    for key, value in overrides.items():
-        if value is not None:
-            check_type(key, recipe[where[key]][key], value)
-            recipe[where[key]][key] = value
+    for key, table in tables.items():
+        recipe[table][key] = overrides[key]
     if network is not None:
         recipe["network"] = network
     recipe["recipe"] = name
     return Recipe.from_dict(recipe)
+
+
+def check_overrides(recipe: dict, name: str, overrides: dict) -> dict[str, str]:
+    """The table of ``recipe`` (a dict of tables, from the file or a
+    checkpoint) that holds each given override (``None``: keep the recipe's
+    value), each value checked against the kind of the recipe's
+    (``check_type``): a UserError for a key the recipe does not have, or a
+    value of the wrong kind."""
+    where = {key: table for table in TABLES for key in recipe[table]}
+    given = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(key for key in given if key not in where)
+    if unknown:
+        raise UserError(f"recipe {name} has no setting {', '.join(unknown)}")
+    for key, value in given.items():
+        check_type(key, recipe[where[key]][key], value)
+    return {key: where[key] for key in given}
 
 
 FLOAT32_MAX = (2 - 2**-23) * 2**127  # the largest float32
