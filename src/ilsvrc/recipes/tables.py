@@ -24,27 +24,35 @@ NEEDS = {"plateau": ("factor", "patience", "max_reductions", "epochs"), "steps":
          "exponential": ("factor", "every", "epochs")}
 
 
-def _without_none(table) -> dict:
-    """A table as the recipe file has it: a setting it does not have is left out."""
-    return {k: v for k, v in asdict(table).items() if v is not None}
+class _Table:
+    """A recipe table: built from its dict (unknown and missing keys refused
+    in one line), written back as the recipe file has it (a setting it does
+    not have is left out)."""
 
+    NAME = ""  # the table's name in the recipe file
 
-def _table(cls, values: dict, name: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"[{name}] has no setting {', '.join(unknown)}")
-    try:
-        return cls(**values)
-    except TypeError:  # a setting every recipe has is missing
-        missing = sorted(f.name for f in fields(cls) if f.name not in values)
-        raise UserError(f"[{name}] needs {', '.join(missing)}") from None
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"[{cls.NAME}] has no setting {', '.join(unknown)}")
+        try:
+            return cls(**values)
+        except TypeError:  # a setting every recipe has is missing
+            missing = sorted(f.name for f in fields(cls) if f.name not in values)
+            raise UserError(f"[{cls.NAME}] needs {', '.join(missing)}") from None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
-class DataTable:
+class DataTable(_Table):
     """How images become the network's inputs (the ``[data]`` table; its
     keys are described in ``recipes/__init__.py``)."""
+
+    NAME = "data"
 
     resize: int
     image_size: int
@@ -71,13 +79,12 @@ class DataTable:
         if self.pca_lighting < 0:
             raise UserError(f"pca_lighting must be at least 0, not {self.pca_lighting}")
 
-    def to_dict(self) -> dict:
-        return _without_none(self)
-
 
 @dataclass(frozen=True)
-class OptimTable:
+class OptimTable(_Table):
     """Stochastic gradient descent's settings (the ``[optim]`` table)."""
+
+    NAME = "optim"
 
     batch_size: int
     lr: float
@@ -96,9 +103,11 @@ class OptimTable:
 
 
 @dataclass(frozen=True)
-class ScheduleTable:
+class ScheduleTable(_Table):
     """The learning rate over the run (the ``[schedule]`` table; ``schedule.py``
     follows it). Which keys a kind needs: ``NEEDS``."""
+
+    NAME = "schedule"
 
     kind: str
     factor: float | None = None
@@ -126,13 +135,6 @@ class ScheduleTable:
         if self.warmup_lr is not None and self.warmup_until_error is None:
             raise UserError("a warm-up (warmup_lr) needs warmup_until_error")
 
-    @classmethod
-    def from_dict(cls, table: dict) -> "ScheduleTable":
-        return _table(cls, table, "schedule")
-
-    def to_dict(self) -> dict:
-        return _without_none(self)
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -153,12 +155,12 @@ class Recipe:
         if not isinstance(d.get("network"), str):
             raise UserError(f"network must be a model name, not {d.get('network')!r}")
         return cls(recipe=d["recipe"], title=d.get("title", d["recipe"]), network=d["network"], model=dict(d["model"]),
-                   data=_table(DataTable, d["data"], "data"), optim=_table(OptimTable, d["optim"], "optim"),
+                   data=DataTable.from_dict(d["data"]), optim=OptimTable.from_dict(d["optim"]),
                    schedule=ScheduleTable.from_dict(d["schedule"]), classes=d.get("classes"))
 
     def to_dict(self) -> dict:
         out = {"recipe": self.recipe, "title": self.title, "network": self.network, "model": dict(self.model),
-               "data": self.data.to_dict(), "optim": asdict(self.optim), "schedule": self.schedule.to_dict()}
+               "data": self.data.to_dict(), "optim": self.optim.to_dict(), "schedule": self.schedule.to_dict()}
         return out if self.classes is None else out | {"classes": self.classes}
 
 
