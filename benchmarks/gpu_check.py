@@ -58,7 +58,7 @@ def sections(a) -> list[dict]:
         return {"name": name, "limit": limit, "argv": argv, "json": js, "needs": needs, "default": default, "env": env or {}}
 
     if a.smoke:  # tiny sizes on the CPU: the check's own machinery, in half a minute
-        return [section("together", 120, [PY, BENCH / "together.py", "--models", "resnet-20,plain-20", "--mode", "eager",
+        return [section("together", 120, [PY, BENCH / "together.py", "--models", "resnet-20,plain-20", "--backend", "aot_eager",
                                           "--device", "cpu", "--batch-size", "2", "--images", "6", "--steps", "2",
                                           "--warmup", "1"])]
     cifar = Path(a.cifar)
@@ -67,7 +67,7 @@ def sections(a) -> list[dict]:
                 env={"ILSVRC_LRN_KERNEL": "1"}, writes_json=False),
         section("alexnet_step", 200, [PY, BENCH / "step.py", "--device", "cuda", "--variants", "--whole-step",
                                       "--steps", "10", "--repeats", "3", "--warmup", "3"]),
-        section("together", 150, [PY, BENCH / "together.py", "--models", "resnet-20", "--copies", "8", "--steps", "150",
+        section("together", 240, [PY, BENCH / "together.py", "--models", "resnet-20", "--copies", "8", "--steps", "150",
                                   "--images", "20000"]),
         section("cifar_recipe", 300, [PY, BENCH / "cifar_recipe.py", "--data", cifar, "--stock-iterations", "3000",
                                       "--workers", "8", "--no-progress"], needs=cifar),

@@ -32,11 +32,13 @@ def test_smoke_run_writes_the_summary_and_json(tmp_path):
     assert together["name"] == "together" and together["status"] == "ok", together
     result = together["result"]  # the section's own JSON, gathered
     assert result["models"] == ["resnet-20", "plain-20"]
-    for way in ("one_after_another", "together"):
-        assert math.isfinite(result[way]["images_per_s"]) and result[way]["images_per_s"] > 0
-    assert math.isclose(result["ratio"], result["one_after_another"]["seconds"] / result["together"]["seconds"])
+    for way in ("alone", "together", "stacked"):
+        assert math.isfinite(result["ways"][way]["images_per_s"]) and result["ways"][way]["images_per_s"] > 0
+        if way != "alone":
+            assert math.isclose(result["ratios"][way], result["ways"]["alone"]["seconds"] / result["ways"][way]["seconds"])
+    assert result["ways"]["stacked"]["stacks"] == ["resnet-20+plain-20"]  # the plain twin stacks with the residual one
     md = (tmp_path / "summary.md").read_text()
-    assert "| together | ok |" in md and "together / one after another" in md
+    assert "| together | ok |" in md and "together / one after another" in md and "stacked / one after another" in md
 
 
 def test_a_slow_section_is_cut_and_the_next_still_runs(tmp_path):

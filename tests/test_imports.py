@@ -30,7 +30,7 @@ FLOORS = [
     ["recipes"],
     ["models"],
     ["metrics", "schedule"],
-    ["step", "evaluate"],
+    ["step", "evaluate", "stacked"],
     ["train"],
     ["together", "weights", "predict", "export", "experiments", "report", ""],
     ["cli", "__main__"],

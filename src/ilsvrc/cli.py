@@ -87,6 +87,9 @@ def _train_arguments(sub) -> None:
     t.add_argument("--runs", type=int, default=1, metavar="N",
                    help="train N runs, seeds SEED to SEED+N-1, side by side into OUT/seed<S>, and print each figure's"
                    " mean ± std over them (default: 1)")
+    t.add_argument("--stack", action="store_true",
+                   help="with --runs: the runs take their steps as one stacked step (the whole step on resident data,"
+                   " networks without dropout) instead of taking turns")
     t.add_argument("--loader", default="auto", choices=LOADERS,
                    help="resident: decode once, keep on the device; stream: decode a packed store on the device batch by batch;"
                    " workers: decode on the CPU every epoch (default: auto)")
@@ -181,6 +184,9 @@ def _experiment_arguments(sub) -> None:
                    help="train each network N times (seeds 0 to N-1); figures as mean ± std over them (default: 1)")
     r.add_argument("--together", type=int, metavar="N",
                    help="train at most N runs at once, side by side in one process (default: all on a GPU, 1 on a CPU)")
+    r.add_argument("--stack", action="store_true",
+                   help="runs trained at once that can (seeds of a network, a plain network and its residual twin) take"
+                   " their steps as one stacked step instead of taking turns")
     r.add_argument("--device", default="auto")
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--no-progress", action="store_true")
@@ -231,10 +237,12 @@ def _train(a) -> int:
                progress=not a.no_progress, checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader,
                compile=a.compile, model=a.model, init_from=a.init_from, preset=a.preset, **overrides)
     out = a.out or f"runs/{a.model or a.recipe}"
+    if a.stack and a.runs == 1:
+        raise UserError("--stack stacks the runs of --runs N: give N > 1")
     if a.runs != 1:
         from .together import train_runs
 
-        result = train_runs(a.runs, out, recipe=a.recipe, data=a.data, **run)
+        result = train_runs(a.runs, out, recipe=a.recipe, data=a.data, stack=a.stack, **run)
         for k, v in result["spread"].items():
             print(f"{k}: {v}")
         return 0
@@ -360,7 +368,7 @@ def _experiment(a) -> int:
     command = "ilsvrc " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ilsvrc") else None
     path = experiments.run(a.name, a.data, a.out, budget=a.budget, device=a.device, progress=not a.no_progress,
                            workers=a.workers, checkpoint=a.checkpoint, command=command, runs=a.runs,
-                           together=a.together)
+                           together=a.together, stack=a.stack)
     record = json.loads(path.read_text())
     print(f"{a.name} ({a.budget}) in {record['duration_s']:.0f} s on {record['device']}: {path}")
     for c in record["comparisons"]:

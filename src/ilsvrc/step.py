@@ -161,7 +161,70 @@ class TrainStep:
         self.totals += batch_totals(loss, logits, y)
 
 
-class WholeStep:
+class CapturedStep:
+    """A step function run as compiled code for full batches and replayed as
+    CUDA graphs: what ``WholeStep`` and ``stacked.StackedStep`` share.
+
+    ``_run(n, *args)`` calls ``self.compiled`` (batches of ``batch_size``) or
+    ``self.step`` (a batch of another size, the epoch's one short last
+    batch: the same function uncompiled, captured all the same; compiling a
+    second shape would cost as long as the first compilation, about 40 s on
+    an H200, for one step in hundreds). With ``capture`` (default: on a GPU)
+    the first step of each size runs as it is and the second is recorded as
+    a CUDA graph, which every later step of that size replays. A subclass
+    defines ``step(n, *args)``, the function compiled and captured, and calls
+    ``_compile``.
+    """
+
+    def __init__(self, device: torch.device, batch_size: int, capture: bool | None):
+        self.device, self.batch_size = device, batch_size
+        self.capture = device.type == "cuda" if capture is None else capture
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._warm: set[int] = set()  # sizes whose first (uncaptured) step is done
+        self._uncaptured: set[int] = set()  # sizes whose capture failed
+        self._pool = None
+
+    def _compile(self, backend) -> None:
+        self.compiled = torch.compile(self.step, fullgraph=True, dynamic=False, backend=backend or BACKEND)
+
+    def _run(self, n: int, *args) -> None:
+        fn = self.compiled if n == self.batch_size else self.step
+        if not self.capture or n in self._uncaptured:
+            return fn(n, *args)
+        graph = self._graphs.get(n)
+        if graph is not None:
+            return graph.replay()
+        if n not in self._warm:
+            # The first step of each shape runs uncaptured, on a side stream as
+            # PyTorch's whole-network capture does: it compiles, lets cuDNN and
+            # Triton pick their kernels, and is a real step of the run.
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                fn(n, *args)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self._warm.add(n)
+            return
+        graph = torch.cuda.CUDAGraph()
+        self._pool = self._pool or torch.cuda.graph_pool_handle()  # the shapes' graphs never run at once: one pool
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                fn(n, *args)
+        except RuntimeError as e:  # a capture that fails executes nothing: run the step as it is
+            warnings.warn(f"the training step on {n} images could not be captured as a CUDA graph "
+                          f"({str(e).splitlines()[0]}); it runs uncaptured, slower")
+            self._uncaptured.add(n)
+            return fn(n, *args)
+        self._graphs[n] = graph
+        graph.replay()
+
+    @property
+    def graphs(self) -> int:
+        """CUDA graphs captured so far (one per batch shape)."""
+        return len(self._graphs)
+
+
+class WholeStep(CapturedStep):
     """The whole SGD step as one compiled function, replayed on a GPU as one
     CUDA graph per batch shape (see the module's docstring).
 
@@ -169,21 +232,16 @@ class WholeStep:
     ``data.resident.ResidentFeed``) assembles inside the step; without a
     feed, ``step(x, y, scale)`` takes one on a batch that is already on the
     device (copied into static buffers first). ``totals`` as ``TrainStep``'s.
-
-    Batches of ``batch_size`` images run the compiled function; a batch of
-    another size (an epoch's one short last batch) runs the same function
-    uncompiled, captured all the same: compiling a second shape would cost
-    as long as the first compilation (about 40 s on an H200) for one step in
-    hundreds. ``capture``: record and replay CUDA graphs (default: on a GPU).
+    ``capture``: record and replay CUDA graphs (default: on a GPU;
+    ``CapturedStep``).
     """
 
     def __init__(self, model: torch.nn.Module, opt: torch.optim.SGD, aux_weight: float, device: torch.device,
                  batch_size: int, feed=None, backend=None, capture: bool | None = None):
         if len(opt.param_groups) != 1:
             raise ValueError("the whole step takes an optimizer with one parameter group")
-        self.model, self.opt, self.aux_weight, self.device, self.feed = model, opt, aux_weight, device, feed
-        self.batch_size = batch_size
-        self.capture = device.type == "cuda" if capture is None else capture
+        super().__init__(device, batch_size, capture)
+        self.model, self.opt, self.aux_weight, self.feed = model, opt, aux_weight, feed
         lr_as_tensors(opt, device)
         start_momentum(opt)
         group = opt.param_groups[0]
@@ -195,12 +253,8 @@ class WholeStep:
         self.buffers = dict(model.named_buffers())
         self.momentum = [opt.state[p]["momentum_buffer"] for p in self.params.values()] if group["momentum"] else []
         self.totals = torch.zeros(2, dtype=torch.float64, device=device)
-        self.compiled = torch.compile(self.step, fullgraph=True, dynamic=False, backend=backend or BACKEND)
+        self._compile(backend)
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # static batches by size (no feed)
-        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self._warm: set[int] = set()  # sizes whose first (uncaptured) step is done
-        self._uncaptured: set[int] = set()  # sizes whose capture failed
-        self._pool = None
 
     def _loss(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, scale: float):
         with autocast(self.device):
@@ -237,38 +291,3 @@ class WholeStep:
         sy.copy_(y)
         self._run(n, sx, sy)
 
-    def _run(self, n: int, x=None, y=None) -> None:
-        fn = self.compiled if n == self.batch_size else self.step
-        if not self.capture or n in self._uncaptured:
-            return fn(n, x, y)
-        graph = self._graphs.get(n)
-        if graph is not None:
-            return graph.replay()
-        if n not in self._warm:
-            # The first step of each shape runs uncaptured, on a side stream as
-            # PyTorch's whole-network capture does: it compiles, lets cuDNN and
-            # Triton pick their kernels, and is a real step of the run.
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                fn(n, x, y)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            self._warm.add(n)
-            return
-        graph = torch.cuda.CUDAGraph()
-        self._pool = self._pool or torch.cuda.graph_pool_handle()  # the shapes' graphs never run at once: one pool
-        try:
-            with torch.cuda.graph(graph, pool=self._pool):
-                fn(n, x, y)
-        except RuntimeError as e:  # a capture that fails executes nothing: run the step as it is
-            warnings.warn(f"the training step on {n} images could not be captured as a CUDA graph "
-                          f"({str(e).splitlines()[0]}); it runs uncaptured, slower")
-            self._uncaptured.add(n)
-            return fn(n, x, y)
-        self._graphs[n] = graph
-        graph.replay()
-
-    @property
-    def graphs(self) -> int:
-        """CUDA graphs captured so far (one per batch shape)."""
-        return len(self._graphs)

@@ -16,17 +16,23 @@ at each turn, so a run trained together ends with the same weights, bit for
 bit, as trained alone (``tests/test_together.py``). A resident dataset is
 decoded and held once for all the runs that read it (``resident.shared``).
 
-Why turns on streams rather than stacking the runs into one wider network
-(grouped convolutions, ``torch.func`` over stacked weights): any mix of
-networks runs together (plain beside residual, depths 20 to 110, seeds), the
-arithmetic of each run is the arithmetic it has alone, and nothing of
-checkpoints or resume changes. Whether stacking same-shape runs would fill
-the GPU better for the smallest networks is for a measurement to say
-(``benchmarks/together.py`` compares runs together with the same runs one
-after another).
+With ``stack=True``, runs of one network at the same place (seeds; a plain
+network beside its residual twin) take their steps as one instead
+(``stacked.py``: one compiled, captured step whose convolutions are grouped
+over the runs), each stack taking its turn as one run does; each run keeps
+its own loop, data, schedule, metrics and checkpoints, and its weights agree
+with its weights alone to rounding rather than to the bit. Turns on streams
+take any mix of networks (depths 20 to 110, dropout) and keep each run's
+arithmetic exactly; stacks compile once for their runs and fill each kernel
+with more work. Which fills the GPU better is for a measurement to say
+(``benchmarks/together.py`` times both against the same runs one after
+another); until one has, turns are the default. In either way the runs stop
+after the same step when a Ctrl-C or SIGTERM comes (``StopRequest(rounds=True)``).
 
 A run that fails (it diverges, its folder is in use) stops alone: the others
-train on, and the failures are reported together at the end. One Ctrl-C or
+train on, and the failures are reported together at the end (a stacked run
+takes its stack with it: the others of the stack stop where their last.pt
+is, to be resumed). One Ctrl-C or
 SIGTERM asks every run to stop after its current step and save its place.
 """
 
@@ -39,47 +45,122 @@ from tqdm import tqdm
 from .device import pick_device
 from .errors import Interrupted, UserError
 from .spread import Spread
+from .stacked import StackedStep, stack_key
 from .train import StopRequest, rng_state, set_rng_state, training
 
 
-def train_together(jobs: list[dict], *, device: str = "auto", progress: bool = True) -> list[dict]:
+def train_together(jobs: list[dict], *, device: str = "auto", progress: bool = True, stack: bool = False) -> list[dict]:
     """Train the runs ``jobs`` (each a dict of ``train`` arguments: recipe,
     data, out, seed, overrides...) at once on ``device``; the last metrics row
-    of each, in order. Raises ``UserError`` naming every run that failed
-    after the others have ended, ``Interrupted`` if stopped by a signal."""
+    of each, in order. ``stack``: runs of one network at the same place take
+    their steps as one (``stacked.py``) where they can; the others take
+    turns. Raises ``UserError`` naming every run that failed after the others
+    have ended, ``Interrupted`` if stopped by a signal."""
     dev = pick_device(device)
     if len({str(job.get("out")) for job in jobs}) < len(jobs):
         raise UserError("runs trained together need one --out each")
     _allow_recompiles(len(jobs))
-    stop = StopRequest()
-    runs = [training(**{**job, "device": str(dev), "progress": False, "stop": stop, "label": _label(job)}) for job in jobs]
-    streams = [torch.cuda.Stream(dev) if dev.type == "cuda" else None for _ in jobs]
-    states: list[dict | None] = [None] * len(jobs)  # each run's random state between its turns
-    rows: list[dict | None] = [None] * len(jobs)
-    failed: dict[int, Exception] = {}
-    live = list(range(len(jobs)))
+    stop = StopRequest(rounds=True)  # a Ctrl-C stops every run after the same step
+    turns = _Turns([training(**{**job, "device": str(dev), "progress": False, "stop": stop, "label": _label(job)})
+                    for job in jobs], dev)
     bar = tqdm(desc=f"{len(jobs)} runs together", unit="step", disable=not progress)
     with stop:
-        while live:
-            for i in list(live):
-                try:
-                    with _turn(states, i), (torch.cuda.stream(streams[i]) if streams[i] else contextlib.nullcontext()):
-                        next(runs[i])
-                    bar.update(1)
-                except StopIteration as done:
-                    rows[i] = done.value
-                    live.remove(i)
-                except (UserError, Interrupted) as e:
-                    failed[i] = e
-                    live.remove(i)
+        prepared = {i: turns.take(i) for i in list(turns.live)}  # each run's first turn: its (Run, TrainState)
+        stacks = _stacks({i: p for i, p in prepared.items() if i in turns.live}) if stack else []
+        if stack:
+            tqdm.write(f"stacked: {'; '.join(' + '.join(_label(jobs[i]) for i in m) for m, _ in stacks)}" if stacks else
+                       "no runs stacked (a stack takes the whole step on resident data, --compile graph, and networks"
+                       " without dropout): they take turns")
+        for members, _ in stacks:  # a stack's runs issue their work on one stream, the stack's
+            for i in members:
+                turns.streams[i] = turns.streams[members[0]]
+        while turns.live:
+            stop.new_round()
+            for i in list(turns.live):
+                turns.take(i)
+                bar.update(1)
+            for members, stacked in stacks:
+                turns.stacked_step(members, stacked, [_label(jobs[i]) for i in members])
     bar.close()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+    failed = turns.failed
     if any(isinstance(e, Interrupted) for e in failed.values()):
         raise Interrupted("interrupted; each run's last.pt holds its place, continue them with --resume")
     if failed:
         raise UserError("; ".join(f"{_label(jobs[i])}: {e}" for i, e in failed.items()))
-    return rows
+    return turns.rows
+
+
+class _Turns:
+    """The runs' generators (``train.training``) and what each turn needs:
+    the run's stream and random state; which runs are live, ended (their
+    last rows) or failed."""
+
+    def __init__(self, runs: list, dev: torch.device):
+        self.runs = runs
+        self.streams = [torch.cuda.Stream(dev) if dev.type == "cuda" else None for _ in runs]
+        self.states: list[dict | None] = [None] * len(runs)  # each run's random state between its turns
+        self.rows: list[dict | None] = [None] * len(runs)
+        self.failed: dict[int, Exception] = {}
+        self.live = list(range(len(runs)))
+
+    def take(self, i: int, action=next):
+        """Run ``i``'s turn (``action`` on its generator): what it yields;
+        its end or failure is recorded."""
+        try:
+            with _turn(self.states, i), _on(self.streams[i]):
+                return action(self.runs[i])
+        except StopIteration as done:
+            self.rows[i] = done.value
+            self.live.remove(i)
+        except (UserError, Interrupted) as e:
+            self.failed[i] = e
+            self.live.remove(i)
+
+    def stacked_step(self, members: list[int], stacked: StackedStep, labels: list[str]) -> None:
+        """The step the stack's runs asked for in this round; if a run of the
+        stack ended or failed instead, the others stop too (their steps are
+        one) and keep the place their last.pt holds."""
+        if not stacked.asked:
+            return
+        if stacked.ready:
+            with _on(self.streams[members[0]]):
+                stacked.take()
+            return
+        gone = ", ".join(labels[k] for k, i in enumerate(members) if i not in self.live)
+        for k in list(stacked.asked):
+            message = f"stopped because {gone}, trained stacked with it, ended; continue it with --resume from its last.pt"
+            self.take(members[k], lambda g: g.throw(UserError(message)))
+        stacked.asked.clear()
+
+
+def _stacks(prepared: dict) -> list[tuple[list[int], StackedStep]]:
+    """Stacks of the prepared runs ``{run: (Run, TrainState)}`` that can take
+    their steps as one: the same network's layers, batches and length, at
+    the same place. Each stacked run's loop gets its ``StackMember``."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (run, state) in prepared.items():
+        key = stack_key(run.train_step)
+        if key is not None and run.until_top1_error is None:  # (a run that stops at an error stops alone)
+            place = (run.recipe.data.image_size, run.steps_per_epoch, run.total, state.epoch, state.position)
+            groups.setdefault((key, place), []).append(i)
+    stacks = []
+    for members in groups.values():
+        if len(members) > 1:
+            try:
+                stacked = StackedStep([prepared[i][0].train_step for i in members])
+            except ValueError:  # e.g. a plain network beside one with projection shortcuts: they take turns
+                continue
+            for i, member in zip(members, stacked.members):
+                prepared[i][0].train_step = member
+            stacks.append((members, stacked))
+    return stacks
+
+
+def _on(stream):
+    """Work issued on ``stream`` (None: the current stream)."""
+    return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -107,10 +188,12 @@ def _allow_recompiles(runs: int) -> None:
     setattr(cfg, name, max(getattr(cfg, name), 8 * runs))
 
 
-def train_runs(runs: int, out, *, seed: int = 0, device: str = "auto", progress: bool = True, **job) -> dict:
+def train_runs(runs: int, out, *, seed: int = 0, device: str = "auto", progress: bool = True, stack: bool = False,
+               **job) -> dict:
     """``runs`` runs of one recipe that differ only in their seed (``seed``,
-    ``seed + 1``, ...), trained together into ``out/seed<N>``; their last
-    rows and, for each figure of the last row, its ``Spread`` over the runs:
+    ``seed + 1``, ...), trained together into ``out/seed<N>`` (``stack``: as
+    one stacked step, where they can be); their last rows and, for each
+    figure of the last row, its ``Spread`` over the runs:
     ``{"runs": [row, ...], "spread": {"val_top1_error": Spread, ...}}``."""
     if not isinstance(runs, int) or runs < 1:
         raise UserError(f"--runs must be a positive whole number, not {runs!r}")
@@ -118,7 +201,7 @@ def train_runs(runs: int, out, *, seed: int = 0, device: str = "auto", progress:
     jobs = [{**job, "seed": seed + k, "out": out / f"seed{seed + k}"} for k in range(runs)]
     if job.get("resume"):  # each run that has started goes on; one that has not starts
         jobs = [{**j, "resume": (j["out"] / "last.pt").exists()} for j in jobs]
-    rows = train_together(jobs, device=device, progress=progress)
+    rows = train_together(jobs, device=device, progress=progress, stack=stack)
     done = [r for r in rows if r]
     figures = ("train_loss", "train_error", "val_top1_error", "val_top5_error")
     return {"runs": rows, "spread": {k: Spread([r[k] for r in done]) for k in figures} if done else {}}

@@ -13,7 +13,8 @@ best so far, ``best.pt`` (``run_folder.py`` lists the run folder).
 same batches, the same dropout masks, the same weights at the end.
 
 Read it top to bottom: ``train`` drives ``training``, a generator that
-yields after each step (so that runs can take turns, ``together.py``);
+yields once prepared and after each step is issued (so that runs can take
+turns, or share one stacked step: ``together.py``);
 ``training`` names the parts in order: ``prepare`` (every check, then the
 model, optimizer, schedule, batches and ``TrainState``), ``run_epoch`` (the
 steps) and ``end_epoch`` (validation, the metrics row, the schedule, the
@@ -167,9 +168,10 @@ def train(*args, **kwargs) -> dict:
 
 
 def training(*args, stop=None, **kwargs):
-    """``train`` one step at a time: a generator that yields after each
-    optimizer step and returns the last metrics row (``StopIteration.value``),
-    so that several runs can take turns in one process (``together.py``).
+    """``train`` one step at a time: a generator that yields ``(run, state)``
+    once prepared, then after each optimizer step is issued, and returns the
+    last metrics row (``StopIteration.value``), so that several runs can take
+    turns in one process (``together.py``).
     ``stop``: a ``StopRequest`` shared by such runs (default: the run's own),
     which one Ctrl-C or SIGTERM sets for all of them."""
     run, state = prepare(*args, **kwargs)
@@ -178,6 +180,7 @@ def training(*args, stop=None, **kwargs):
     # one bar for the whole run: its time left is the run's (the epoch is in its description)
     bar = tqdm(total=run.total, initial=state.step, unit="step", disable=not run.progress, leave=False)
     try:
+        yield run, state  # the first turn ends here: runs trained together may share one step (stacked.py)
         with stop:
             while state.epoch < run.epochs and not run.at_max_steps(state) and not stop:
                 bar.set_description(f"epoch {state.epoch + 1}/{run.epochs}")
@@ -344,13 +347,15 @@ def _say_plan(run: Run, state: TrainState) -> None:
 
 
 def run_epoch(run: Run, state: TrainState, stop: "StopRequest", bar: tqdm):
-    """The epoch's steps from ``state.position`` on, yielding after each; it
+    """The epoch's steps from ``state.position`` on, yielding after each is
+    issued and before its bookkeeping; it
     ends early at ``max_steps`` or when a stop is requested, and saves
     ``last.pt`` every ``checkpoint_minutes`` on the way."""
     run.net.train()
     sums = DeviceSums(run, state)
     saved = time.monotonic()
     for n in _steps(run, state):
+        yield  # the step is issued; what follows reads what it did (a stacked step runs between the two)
         sums.images += n
         state.position += 1
         state.step += 1
@@ -370,7 +375,6 @@ def run_epoch(run: Run, state: TrainState, stop: "StopRequest", bar: tqdm):
             run.check_weights(state)
             save_last(run, state)
             saved = time.monotonic()
-        yield
     sums.read()
 
 
@@ -559,21 +563,30 @@ def _say_if_long(prefix: str, seconds: float, recipe: str) -> None:
 
 class StopRequest:
     """Turns the first SIGINT or SIGTERM into a request to stop after the
-    current step (a second SIGINT interrupts at once)."""
+    current step (a second SIGINT interrupts at once). ``rounds``: runs take
+    turns (together.py), and a signal counts from the next round of turns
+    (``new_round``), so that every run stops after the same step."""
 
-    def __init__(self):
+    def __init__(self, rounds: bool = False):
         self.requested = False
+        self.rounds = rounds
+        self._signalled = False
         self._old = {}
         self._depth = 0  # runs inside it: shared by runs taking turns, it is installed once
 
     def __bool__(self) -> bool:
         return self.requested
 
+    def new_round(self) -> None:
+        """A new round of turns: a signal received since the last one now counts."""
+        self.requested = self._signalled
+
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:  # the second Ctrl-C: stop at once, and only once
+        if self._signalled and signum == signal.SIGINT:  # the second Ctrl-C: stop at once, and only once
             self._restore()  # (atomic writes hold a Ctrl-C until the file is whole: raised inside torch.save it aborts)
             raise KeyboardInterrupt
-        self.requested = True
+        self._signalled = True
+        self.requested = self.requested or not self.rounds
         tqdm.write("stopping after this step (Ctrl-C again to stop at once)")
 
     def __enter__(self):

@@ -214,7 +214,7 @@ class Experiment:
         return self.given_checkpoint or self.checkpoint(record)
 
 
-def _train_together(ex: Experiment, module, at_once: int) -> None:
+def _train_together(ex: Experiment, module, at_once: int, stack: bool) -> None:
     """Train the experiment's runs side by side, ``at_once`` at a time; those
     that start from another run's weights are left to train after it."""
     from ..together import train_together
@@ -225,18 +225,21 @@ def _train_together(ex: Experiment, module, at_once: int) -> None:
         if ex.progress:
             tqdm.write(f"{ex.name}: training {', '.join(job['out'].name for job in group)} together")
         train_together([{k: v for k, v in job.items() if k != "device"} for job in group], device=ex.device,
-                       progress=ex.progress)
+                       progress=ex.progress, stack=stack)
         ex.finished.update(job["out"].name for job in group)
 
 
 def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = "auto", progress: bool = True,
         workers: int | None = None, checkpoint=None, command: str | None = None, runs: int = 1,
-        together: int | None = None) -> Path:
+        together: int | None = None, stack: bool = False) -> Path:
     """Run experiment ``name`` on ``data`` into ``out``; the path of its
     experiment.json. ``checkpoint``: a trained network for the experiments
     that look at one (alexnet-fig3, alexnet-fig4) instead of training it.
     ``runs``: seeds per network. ``together``: at most this many runs
-    trained at once (default: all on a GPU; 1, one by one, on a CPU)."""
+    trained at once (default: all on a GPU; 1, one by one, on a CPU).
+    ``stack``: runs trained at once that can take their steps as one
+    (``stacked.py``: seeds of a network, a plain network beside its residual
+    twin) do."""
     if not isinstance(runs, int) or runs < 1:
         raise UserError(f"--runs must be a positive whole number, not {runs!r}")
     if together is not None and together < 1:
@@ -267,7 +270,7 @@ def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = 
     if together is None:
         together = 1 if pick_device(device).type == "cpu" else 1 << 30
     if together > 1:
-        _train_together(ex, module, together)
+        _train_together(ex, module, together, stack)
     results = plain(module.run(ex))
     record = {
         "format": 1, "experiment": name, "title": p["title"], "paper": p["paper"], "budget": budget,
