@@ -189,3 +189,21 @@ def test_train_runs_stack_from_the_command_line(tiny_data, tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert "stacked: seed0 + seed1" in out and "val_top1_error: " in out
     assert [rows(tmp_path / "graph" / s)[-1]["step"] for s in ("seed0", "seed1")] == [2, 2]
+
+
+def test_only_networks_that_compute_the_same_function_share_a_stack():
+    """The key sees what the weights' shapes do not: ReLU against tanh (AlexNet's
+    Figure 1 net, whose two units have the same weights), and lets a plain
+    network join its residual twin (its shortcuts gated)."""
+    from ilsvrc.stacked import stack_key
+
+    def key(network: str, seed: int = 0, **variant):
+        torch.manual_seed(seed)
+        model = build(network, 10, 32, **variant).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return stack_key(WholeStep(model, opt, 0.0, CPU, 4, feed=feed_for("resnet-cifar", 32, 32, 4), backend="aot_eager"))
+
+    assert key("resnet-20", 0) == key("resnet-20", 1) == key("plain-20")
+    assert key("resnet-20") != key("resnet-32")
+    assert key("alexnet-fig1", activation="relu") != key("alexnet-fig1", activation="tanh")
+    assert key("alexnet-fig1", 0) == key("alexnet-fig1", 1)

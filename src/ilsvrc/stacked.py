@@ -66,7 +66,24 @@ def stack_key(step) -> tuple | None:
     if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in step.model.modules()):
         return None
     shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in step.model.state_dict().items())
-    return (type(step.model), shapes, step.batch_size, str(step.device), tuple(step.hyper.items()), step.aux_weight)
+    return (_layers(step.model), shapes, step.batch_size, str(step.device), tuple(step.hyper.items()), step.aux_weight)
+
+
+def _layers(model: nn.Module) -> tuple:
+    """What makes two networks compute the same function of their weights:
+    each module's name, class and settings (its plain attributes: ReLU
+    against tanh, a pooling's window, a switch that changes its forward
+    pass), but for the residual blocks' shortcuts, which ``Gated`` turns
+    on and off."""
+    found = []
+    for name, m in model.named_modules():
+        if ".shortcut" in f".{name}":  # (a shortcut with weights shows in the state dict's shapes)
+            continue
+        settings = sorted((k, v) for k, v in vars(m).items() if not k.startswith("_") and k != "training"
+                          and not (isinstance(m, Block) and k == "residual")
+                          and isinstance(v, (bool, int, float, str, tuple, type(None))))
+        found.append((name, type(m).__qualname__, type(m).__module__, tuple(settings)))
+    return tuple(found)
 
 
 class StackedStep(CapturedStep):
