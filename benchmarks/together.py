@@ -44,6 +44,7 @@ from ilsvrc import recipes
 from ilsvrc.models import check_recipe
 from ilsvrc.stacked import StackedStep, stack_key
 from ilsvrc.step import MODES
+from ilsvrc.together import allow_recompiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import machine, resolve_device, sync, write_json  # noqa: E402
@@ -83,6 +84,7 @@ def main(argv=None) -> int:
         ilsvrc.step.BACKEND = a.backend
     device = torch.device(a.device)
     names = [m for m in a.models.split(",") for _ in range(a.copies)]
+    allow_recompiles(len(names))  # each network's step (and each stack's) is an entry in torch.compile's cache
     runs = [_prepare(p, a, name, i, device) for i, name in enumerate(names)]
     figures = {}
     if "alone" in ways:

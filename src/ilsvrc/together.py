@@ -59,7 +59,7 @@ def train_together(jobs: list[dict], *, device: str = "auto", progress: bool = T
     dev = pick_device(device)
     if len({str(job.get("out")) for job in jobs}) < len(jobs):
         raise UserError("runs trained together need one --out each")
-    _allow_recompiles(len(jobs))
+    allow_recompiles(len(jobs))
     stop = StopRequest(rounds=True)  # a Ctrl-C stops every run after the same step
     turns = _Turns([training(**{**job, "device": str(dev), "progress": False, "stop": stop, "label": _label(job)})
                     for job in jobs], dev)
@@ -179,7 +179,7 @@ def _label(job: dict) -> str:
     return Path(job.get("out", "run")).name
 
 
-def _allow_recompiles(runs: int) -> None:
+def allow_recompiles(runs: int) -> None:
     """Each run's compiled step is its own entry in torch.compile's cache (the
     same code, other tensors): let the cache hold them all instead of falling
     back to eager after the eighth (its default limit)."""
