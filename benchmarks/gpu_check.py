@@ -77,6 +77,8 @@ def sections(a) -> list[dict]:
         # the loader benchmark races torchvision's DataLoader over the JPEG files: it needs the folder, not a store
         section("loader", 120, [PY, BENCH / "loader.py", "--data", a.imagenette_folder, "--device", "cuda"],
                 needs=Path(a.imagenette_folder)),
+        section("compile_time", 300, [PY, BENCH / "compile_time.py", "--models", "resnet-20", "--copies", "1,8"],
+                default=False),
         section("resnet_cifar_paper", 590, [PY, "-m", "ilsvrc", "experiment", "resnet-cifar", "--budget", "paper",
                                             "--data", cifar, "--out", out / "resnet-cifar-paper", "--no-progress"],
                 needs=cifar, default=False, writes_json=False),
