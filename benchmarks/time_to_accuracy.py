@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
         "stats_s": t1 - t0, "stats_cached": stats_cached,
         "load_s": load_s,
         "training_steps_s": sum(r["epoch_time_s"] for r in upto),
-        "from_rows_s": (datetime.datetime.fromisoformat(end["time"]) - started).total_seconds(),
+        # the rows' times are whole seconds: the start is cut to its second too, so that the difference
+        # is never negative (a run shorter than a second could end "before" it started)
+        "from_rows_s": (datetime.datetime.fromisoformat(end["time"]) - started.replace(microsecond=0)).total_seconds(),
         "loader": loader,
     }
     print()
