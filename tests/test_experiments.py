@@ -206,3 +206,20 @@ def test_two_runs_per_network_trained_together_report_mean_and_std(small, tmp_pa
         assert final["mean"] == pytest.approx(sum(seeds) / 2, abs=1e-4)
     md = report([out], tmp_path / "report")["markdown"].read_text()
     assert "(2 runs)" in md and " ± " in md
+
+
+def test_seeds_of_each_network_stacked(small, tmp_path, monkeypatch, capsys):
+    """--stack: each unit's two seeds take one stacked step (the whole step, made the CPU's
+    mode here, compiled by aot_eager); ReLU and tanh, whose weights have the same shapes, apart."""
+    import sys
+
+    import ilsvrc.step
+
+    trainer = sys.modules["ilsvrc.train"]
+    monkeypatch.setattr(ilsvrc.step, "BACKEND", "aot_eager")
+    monkeypatch.setattr(trainer, "pick_mode", lambda compile, device, distributed: "graph")
+    record = json.loads(experiments.run("alexnet-fig1", small / "cifar", tmp_path / "fig1", device="cpu", progress=False,
+                                        workers=0, runs=2, together=4, stack=True).read_text())
+    assert "stacked: relu + relu-seed1; tanh + tanh-seed1" in capsys.readouterr().out
+    finals = {r["name"]: r["final"]["train_error"] for r in record["runs"]}
+    assert sorted(finals) == ["relu", "relu-seed1", "tanh", "tanh-seed1"]
