@@ -77,8 +77,27 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)``, atomically."""
+    """``torch.save(obj, path)``, atomically, each tensor saved as itself
+    (``compact``)."""
+    obj = compact(obj)
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def compact(obj):
+    """``obj`` (tensors in dicts, lists and tuples) with every tensor that
+    views part of a larger one copied to its own memory: torch.save writes a
+    tensor's whole storage, and the weights of runs trained stacked are rows
+    of their stack's tensors (``stacked.py``)."""
+    if torch.is_tensor(obj):
+        return obj.clone() if obj.untyped_storage().nbytes() > obj.numel() * obj.element_size() else obj
+    if isinstance(obj, dict):
+        out = type(obj)((k, compact(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):  # a state dict's module versions (load_state_dict reads them)
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(compact(v) for v in obj)
+    return obj
 
 
 def load(path: str | os.PathLike) -> dict:

@@ -102,6 +102,12 @@ class StackedStep(CapturedStep):
         super().__init__(first.device, first.batch_size, first.capture)
         self.steps, self.aux_weight, self.hyper = steps, first.aux_weight, first.hyper
         self.base, self.gates = _base([s.model for s in steps], first.device)
+        # Each run's weights, momentum, statistics and sums become views of the stack's tensors, so that the step
+        # reads and writes each tensor once for all the runs, with no stacking and unstacking kernels of its own.
+        self.params = _stacked([s.params for s in steps])
+        self.buffers = _stacked([s.buffers for s in steps])
+        self.momentum = list(_stacked([dict(enumerate(s.momentum)) for s in steps]).values())
+        self.totals = _stacked([{"totals": s.totals} for s in steps])["totals"]
         self.asked: dict[int, int] = {}  # run -> the images of the step it asked for
         self.members = [StackMember(self, i, s) for i, s in enumerate(steps)]
         self._compile(backend)
@@ -121,16 +127,15 @@ class StackedStep(CapturedStep):
         """Every run's step on its feed's next ``n`` images: what is compiled and captured."""
         batches = [s.feed.batch(n) for s in self.steps]
         x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        # (batch norm's running statistics are updated in place, in self.buffers)
+        grads, (loss, logits) = torch.func.grad(self._loss, has_aux=True)(self.params, self.buffers | self.gates, x, y,
+                                                                          1.0 / n)
         with torch.no_grad():
-            params = {k: torch.stack([s.params[k] for s in self.steps]) for k in self.steps[0].params}
-            buffers = {k: torch.stack([s.buffers[k] for s in self.steps]) for k in self.steps[0].buffers} | self.gates
-        grads, (loss, logits) = torch.func.grad(self._loss, has_aux=True)(params, buffers, x, y, 1.0 / n)
-        with torch.no_grad():
-            for i, s in enumerate(self.steps):
-                sgd_update(list(s.params.values()), [grads[k][i] for k in s.params], s.momentum, s.lr, **self.hyper)
-                for k, b in s.buffers.items():  # batch norm's running statistics, updated on the stacked copies
-                    b.copy_(buffers[k][i])
-                s.totals += batch_totals(loss[i], logits[i], y[i])
+            lr = torch.stack([s.lr for s in self.steps])  # each run's, as its schedule wrote it
+            params = list(self.params.values())
+            lrs = [lr.view(-1, *[1] * (p.dim() - 1)) for p in params]
+            sgd_update(params, [grads[k] for k in self.params], self.momentum, lrs, **self.hyper)
+            self.totals += torch.stack([batch_totals(loss[i], logits[i], y[i]) for i in range(len(self.steps))])
 
     def ask(self, run: int, n: int) -> None:
         self.asked[run] = n
@@ -163,6 +168,20 @@ class StackMember:
     @property
     def graphs(self) -> int:
         return self.stack.graphs
+
+
+def _stacked(tensors: list[dict]) -> dict:
+    """Each name's tensors of the runs ``tensors`` stacked into one, and each
+    run's tensor made a view of its row (the same tensor object: the model,
+    the optimizer and the loop hold it). torch.save writes a view with the
+    whole tensor it views: ``checkpoint.atomic_save`` copies such views
+    first."""
+    stacked = {}
+    for k in tensors[0]:
+        stacked[k] = torch.stack([t[k].detach() for t in tensors])
+        for i, t in enumerate(tensors):
+            t[k].data = stacked[k][i]
+    return stacked
 
 
 def _base(models: list[nn.Module], device: torch.device) -> tuple[nn.Module, dict]:

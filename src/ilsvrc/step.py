@@ -119,10 +119,12 @@ def start_momentum(opt: torch.optim.SGD) -> None:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def sgd_update(params: list, grads: list, bufs: list, lr: torch.Tensor, *, weight_decay: float, momentum: float,
+def sgd_update(params: list, grads: list, bufs: list, lr: torch.Tensor | list, *, weight_decay: float, momentum: float,
                dampening: float, nesterov: bool) -> None:
     """SGD with weight decay and momentum, in place, as ``torch.optim.SGD``'s
-    foreach step computes it for a tensor learning rate under torch.compile.
+    foreach step computes it for a tensor learning rate under torch.compile
+    (``lr``: a 0-d tensor, or one tensor per parameter that broadcasts to it:
+    stacked runs each have their own, ``stacked.py``).
     Written out because torch.optim's own functional step reads a tensor
     learning rate with ``.item()`` outside torch.compile, which a CUDA graph
     cannot capture (the epoch's short batch runs uncompiled)."""
@@ -132,7 +134,7 @@ def sgd_update(params: list, grads: list, bufs: list, lr: torch.Tensor, *, weigh
         torch._foreach_mul_(bufs, momentum)
         torch._foreach_add_(bufs, grads, alpha=1 - dampening)
         grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
-    torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
+    torch._foreach_add_(params, torch._foreach_mul(grads, -lr if torch.is_tensor(lr) else [-r for r in lr]))
 
 
 class TrainStep:
