@@ -2,21 +2,24 @@
 
 Seeds of one network, and a plain network beside its residual twin, have
 the same layers of the same shapes. ``StackedStep`` takes the step of N such
-runs as one function: it stacks the runs' weights and batches along a new
-first dimension and runs one run's loss under ``torch.func.vmap``, so that
+runs as one function: it holds the runs' weights, and stacks their batches,
+along a new first dimension and runs one run's loss under ``torch.func.vmap``, so that
 each convolution becomes one grouped convolution over the N runs (PyTorch's
 batching rule for a convolution whose weights are batched), each batch norm
 one over N times the channels, and so on: N times the work in each kernel,
 for the kernels and launches of one run. It is compiled once for the N runs
 and, on a GPU, captured as one CUDA graph (``step.CapturedStep``), where N
-runs taking turns on streams (``together.py``) compile N times and launch N
-graphs.
+runs taking turns on streams (``together.py``) launch N graphs, and compile
+once per network and batch shape (a seed's step reuses the code compiled
+for the first).
 
-Each run stays its own: its weights, momentum, batch-norm statistics, data
-order, draws, learning rate (a device tensor its own schedule writes) and
-running sums are its own tensors, which the stacked step reads at its start
-and writes in place at its end; nothing else of a run changes (its loop,
-metrics, validation, checkpoints, resume, run folder). The runs share no
+Each run stays its own: its weights, momentum, batch-norm statistics and
+running sums are rows of the stack's tensors (each run's tensor objects
+become views of their rows, so its model, optimizer and loop read and write
+them as before, and ``checkpoint.atomic_save`` writes each row alone); its
+data order, draws and learning rate (a device tensor its own schedule
+writes) are its own; nothing else of a run changes (its loop, metrics,
+validation, checkpoints, resume, run folder). The runs share no
 term of their losses, so the gradient of the summed loss with respect to run
 i's stacked weights is the gradient of run i's own loss, and each run's
 update is ``step.sgd_update``, as alone. What differs from a run alone is
