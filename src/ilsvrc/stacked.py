@@ -112,6 +112,7 @@ class StackedStep(CapturedStep):
         self.momentum = list(_stacked([dict(enumerate(s.momentum)) for s in steps]).values())
         self.totals = _stacked([{"totals": s.totals} for s in steps])["totals"]
         self.asked: dict[int, int] = {}  # run -> the images of the step it asked for
+        self.dissolved = False  # a run ended or failed: the others take their own steps (dissolve)
         self.members = [StackMember(self, i, s) for i, s in enumerate(steps)]
         self._compile(backend)
 
@@ -156,21 +157,34 @@ class StackedStep(CapturedStep):
         self.asked.clear()
         self._run(sizes.pop())
 
+    def dissolve(self) -> dict[int, int]:
+        """A run of the stack ended or failed: from now on each other run
+        takes its own ``WholeStep`` (its tensors stay its rows of the stack's,
+        so it goes on from where the stack left it, as alone). What had been
+        asked, ``{run: images}``, is returned for the caller to take with
+        each run's own step."""
+        self.dissolved = True
+        asked, self.asked = self.asked, {}
+        return asked
+
 
 class StackMember:
     """What a stacked run's loop holds in place of its ``WholeStep``: its own
     feed and running sums; ``next(n)`` asks for the step, which the stack
-    takes once every run has asked (``StackedStep.take``)."""
+    takes once every run has asked (``StackedStep.take``), or, once the stack
+    is dissolved, takes it with the run's own step."""
 
     def __init__(self, stack: StackedStep, index: int, own: WholeStep):
-        self.stack, self.index, self.feed, self.totals = stack, index, own.feed, own.totals
+        self.stack, self.index, self.own, self.feed, self.totals = stack, index, own, own.feed, own.totals
 
     def next(self, n: int) -> None:
+        if self.stack.dissolved:
+            return self.own.next(n)
         self.stack.ask(self.index, n)
 
     @property
     def graphs(self) -> int:
-        return self.stack.graphs
+        return self.stack.graphs + self.own.graphs
 
 
 def _stacked(tensors: list[dict]) -> dict:

@@ -31,8 +31,7 @@ after the same step when a Ctrl-C or SIGTERM comes (``StopRequest(rounds=True)``
 
 A run that fails (it diverges, its folder is in use) stops alone: the others
 train on, and the failures are reported together at the end (a stacked run
-takes its stack with it: the others of the stack stop where their last.pt
-is, to be resumed). One Ctrl-C or
+dissolves its stack: the others go on, each with its own step). One Ctrl-C or
 SIGTERM asks every run to stop after its current step and save its place.
 """
 
@@ -120,8 +119,8 @@ class _Turns:
 
     def stacked_step(self, members: list[int], stacked: StackedStep, labels: list[str]) -> None:
         """The step the stack's runs asked for in this round; if a run of the
-        stack ended or failed instead, the others stop too (their steps are
-        one) and keep the place their last.pt holds."""
+        stack ended or failed instead, the stack dissolves: the others take
+        this step, and the rest, each with its own whole step."""
         if not stacked.asked:
             return
         if stacked.ready:
@@ -129,10 +128,11 @@ class _Turns:
                 stacked.take()
             return
         gone = ", ".join(labels[k] for k, i in enumerate(members) if i not in self.live)
-        for k in list(stacked.asked):
-            message = f"stopped because {gone}, trained stacked with it, ended; continue it with --resume from its last.pt"
-            self.take(members[k], lambda g: g.throw(UserError(message)))
-        stacked.asked.clear()
+        asked = stacked.dissolve()
+        tqdm.write(f"{', '.join(labels[k] for k in asked)}: train on alone ({gone}, stacked with them, ended)")
+        for k, n in asked.items():
+            with _turn(self.states, members[k]), _on(self.streams[members[k]]):
+                stacked.steps[k].next(n)
 
 
 def _stacks(prepared: dict) -> list[tuple[list[int], StackedStep]]:
