@@ -32,7 +32,6 @@ issue's target: >= 3x for the eight CIFAR ResNets).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -168,7 +167,7 @@ def _timed(runs: list[dict], a, device: torch.device, epoch: int, rounds: bool) 
     for r in runs:
         if r["warmup_s"] is None:
             tick = time.perf_counter()
-            with _on(r["stream"]):
+            with torch.cuda.stream(r["stream"]):
                 for _ in zip(range(a.warmup), r["steps"](0)):
                     pass
             sync(device)
@@ -176,7 +175,7 @@ def _timed(runs: list[dict], a, device: torch.device, epoch: int, rounds: bool) 
             print(f"{r['name']}: warm-up {r['warmup_s']:.1f} s", flush=True)
     turns = []
     for r in runs:  # each run's epoch with its first step taken (the epoch's tables made): not timed
-        with _on(r["stream"]):
+        with torch.cuda.stream(r["stream"]):
             turns.append(r["steps"](epoch))
             next(turns[-1])
     sync(device)
@@ -184,19 +183,15 @@ def _timed(runs: list[dict], a, device: torch.device, epoch: int, rounds: bool) 
     if rounds:
         for _ in range(a.steps):
             for r, turn in zip(runs, turns):
-                with _on(r["stream"]):
+                with torch.cuda.stream(r["stream"]):
                     next(turn)
     else:
         for r, turn in zip(runs, turns):
-            with _on(r["stream"]):
+            with torch.cuda.stream(r["stream"]):
                 for _ in range(a.steps):
                     next(turn)
     sync(device)
     return time.perf_counter() - tick
-
-
-def _on(stream):
-    return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
 
 
 if __name__ == "__main__":

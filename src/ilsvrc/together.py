@@ -60,14 +60,15 @@ def train_together(jobs: list[dict], *, device: str = "auto", progress: bool = T
         raise UserError("runs trained together need one --out each")
     allow_recompiles(len(jobs))
     stop = StopRequest(rounds=True)  # a Ctrl-C stops every run after the same step
-    turns = _Turns([training(**{**job, "device": str(dev), "progress": False, "stop": stop, "label": _label(job)})
-                    for job in jobs], dev)
+    labels = [_label(job) for job in jobs]
+    turns = _Turns([training(**{**job, "device": str(dev), "progress": False, "stop": stop, "label": label})
+                    for job, label in zip(jobs, labels)], dev)
     bar = tqdm(desc=f"{len(jobs)} runs together", unit="step", disable=not progress)
     with stop:
         prepared = {i: turns.take(i) for i in list(turns.live)}  # each run's first turn: its (Run, TrainState)
         stacks = _stacks({i: p for i, p in prepared.items() if i in turns.live}) if stack else []
         if stack:
-            tqdm.write(f"stacked: {'; '.join(' + '.join(_label(jobs[i]) for i in m) for m, _ in stacks)}" if stacks else
+            tqdm.write(f"stacked: {'; '.join(' + '.join(labels[i] for i in m) for m, _ in stacks)}" if stacks else
                        "no runs stacked (a stack takes the whole step on resident data, --compile graph, and networks"
                        " without dropout): they take turns")
         for members, _ in stacks:  # a stack's runs issue their work on one stream, the stack's
@@ -79,7 +80,7 @@ def train_together(jobs: list[dict], *, device: str = "auto", progress: bool = T
                 turns.take(i)
                 bar.update(1)
             for members, stacked in stacks:
-                turns.stacked_step(members, stacked, [_label(jobs[i]) for i in members])
+                turns.stacked_step(members, stacked, labels)
     bar.close()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -87,7 +88,7 @@ def train_together(jobs: list[dict], *, device: str = "auto", progress: bool = T
     if any(isinstance(e, Interrupted) for e in failed.values()):
         raise Interrupted("interrupted; each run's last.pt holds its place, continue them with --resume")
     if failed:
-        raise UserError("; ".join(f"{_label(jobs[i])}: {e}" for i, e in failed.items()))
+        raise UserError("; ".join(f"{labels[i]}: {e}" for i, e in failed.items()))
     return turns.rows
 
 
@@ -108,7 +109,7 @@ class _Turns:
         """Run ``i``'s turn (``action`` on its generator): what it yields;
         its end or failure is recorded."""
         try:
-            with _turn(self.states, i), _on(self.streams[i]):
+            with self.turn(i):
                 return action(self.runs[i])
         except StopIteration as done:
             self.rows[i] = done.value
@@ -117,21 +118,34 @@ class _Turns:
             self.failed[i] = e
             self.live.remove(i)
 
+    @contextlib.contextmanager
+    def turn(self, i: int):
+        """Run ``i``'s turn: under its own random state, its work issued on
+        its stream (``torch.cuda.stream(None)``, off a GPU, does nothing)."""
+        if self.states[i] is not None:
+            set_rng_state(self.states[i])
+        try:
+            with torch.cuda.stream(self.streams[i]):
+                yield
+        finally:
+            self.states[i] = rng_state()
+
     def stacked_step(self, members: list[int], stacked: StackedStep, labels: list[str]) -> None:
         """The step the stack's runs asked for in this round; if a run of the
         stack ended or failed instead, the stack dissolves: the others take
-        this step, and the rest, each with its own whole step."""
+        this step, and the rest, each with its own whole step. ``labels``:
+        every run's name."""
         if not stacked.asked:
             return
         if stacked.ready:
-            with _on(self.streams[members[0]]):
+            with torch.cuda.stream(self.streams[members[0]]):
                 stacked.take()
             return
-        gone = ", ".join(labels[k] for k, i in enumerate(members) if i not in self.live)
+        gone = ", ".join(labels[i] for i in members if i not in self.live)
         asked = stacked.dissolve()
-        tqdm.write(f"{', '.join(labels[k] for k in asked)}: train on alone ({gone}, stacked with them, ended)")
+        tqdm.write(f"{', '.join(labels[members[k]] for k in asked)}: train on alone ({gone}, stacked with them, ended)")
         for k, n in asked.items():
-            with _turn(self.states, members[k]), _on(self.streams[members[k]]):
+            with self.turn(members[k]):
                 stacked.steps[k].next(n)
 
 
@@ -156,22 +170,6 @@ def _stacks(prepared: dict) -> list[tuple[list[int], StackedStep]]:
                 prepared[i][0].train_step = member
             stacks.append((members, stacked))
     return stacks
-
-
-def _on(stream):
-    """Work issued on ``stream`` (None: the current stream)."""
-    return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _turn(states: list, i: int):
-    """Run ``i``'s turn under its own random state."""
-    if states[i] is not None:
-        set_rng_state(states[i])
-    try:
-        yield
-    finally:
-        states[i] = rng_state()
 
 
 def _label(job: dict) -> str:
