@@ -123,20 +123,11 @@ def measure(a, name: str, copies: int) -> dict:
             raise SystemExit(f"{name}: needs a recipe with fixed-size windows and --images of at least three batches")
         step.feed.start(0)
         steps.append(step)
-    if copies == 1:
-        def go():
-            steps[0].next(bs)
-    else:
-        stacked = StackedStep(steps)
-
-        def go():
-            for member in stacked.members:
-                member.next(bs)
-            stacked.take()
+    step = steps[0] if copies == 1 else StackedStep(steps)
     times = []
     for _ in range(3):
         tick = time.perf_counter()
-        go()
+        step.next(bs)
         sync(device)
         times.append(time.perf_counter() - tick)
     return {"first_s": times[0], "step_s": times[2], "batch_size": bs}

@@ -150,9 +150,7 @@ def _stacks(runs: list[dict], a, device: torch.device) -> list[dict]:
             for r in stacked.steps:
                 r.feed.start(epoch)
             for _ in range(len(stacked.steps[0].feed.split) // bs):
-                for member in stacked.members:
-                    member.next(bs)
-                stacked.take()
+                stacked.next(bs)
                 yield
 
         found.append({"name": "+".join(r["name"] for r in members), "steps": steps, "warmup_s": None,

@@ -155,7 +155,12 @@ class StackedStep(CapturedStep):
         if not self.ready or len(sizes) != 1:
             raise RuntimeError(f"stacked runs out of step: asked {self.asked} of {len(self.steps)} runs")
         self.asked.clear()
-        self._run(sizes.pop())
+        self.next(sizes.pop())
+
+    def next(self, n: int) -> None:
+        """Every run's next step, on its feed's next ``n`` images (what
+        ``take`` runs; a benchmark that drives the runs itself calls it)."""
+        self._run(n)
 
     def dissolve(self) -> dict[int, int]:
         """A run of the stack ended or failed: from now on each other run
