@@ -21,6 +21,7 @@ steps) and ``end_epoch`` (validation, the metrics row, the schedule, the
 checkpoints).
 """
 
+import gc
 import math
 import signal
 import threading
@@ -138,6 +139,19 @@ class Run:
         if (key := ckpts.nonfinite(self.model.state_dict())) is not None:
             raise self.diverged(state, f"{key} holds NaN or infinite values")
 
+    def leave(self) -> None:
+        """End the process group, DDP first. Where DDP's reducer holds the
+        group's last reference, freeing the run frees the group in the
+        reducer's destructor, which holds the GIL while it waits for gloo's
+        threads, one of them waiting for the GIL to free the last collective's
+        tensors: torch 2.11's processes hung there at the end of a run, now
+        and then (a torchrun test, under load). Ended by
+        ``destroy_process_group``, the group is freed without the GIL."""
+        if self.world.distributed:
+            self.net, self.train_step = self.model, None  # the two holders of DDP
+            gc.collect()
+        leave(self.world)
+
 
 def train(*args, **kwargs) -> dict:
     """Train ``recipe`` on the ImageFolder dataset ``data`` into run directory ``out``.
@@ -196,7 +210,7 @@ def training(*args, stop=None, **kwargs):
     finally:
         bar.close()
         run.folder.close()
-        leave(run.world)
+        run.leave()
     if stop:
         raise Interrupted(f"interrupted at step {state.step}; {run.folder.last} holds the run, continue it with --resume")
     return row
