@@ -31,17 +31,11 @@ from ilsvrc.step import WholeStep
 from ilsvrc.together import train_together
 
 sys.path.insert(0, str(REPO / "tests"))
-from test_whole_step import Double, feed_for  # noqa: E402
+from test_whole_step import RTOL, Double, close, feed_for  # noqa: E402
 
-RTOL = 1e-9  # float64; see the module's docstring
 LOSS_RTOL = 1e-6  # a float32 sum; see the module's docstring
 CPU = torch.device("cpu")
 
-
-def close(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
-    """Within RTOL of each element or of the tensor's largest magnitude."""
-    scale = float(expected.abs().max()) if expected.is_floating_point() and expected.numel() else 0.0
-    torch.testing.assert_close(got, expected, rtol=RTOL, atol=RTOL * scale, msg=lambda m: f"{what}: {m}")
 
 
 def whole_step(network: str, seed: int, batch_size: int) -> tuple[WholeStep, Schedule]:
