@@ -55,6 +55,7 @@ ONNX_INSTALL = "pip install 'ilsvrc[export]'  (or: pip install onnx onnxscript o
 # torch.export treats a dimension of size 1 as a constant; an example batch of
 # two keeps the batch size free in the exported graph.
 EXAMPLE_BATCH = 2
+MAX_BATCH = 1 << 20  # the largest batch an exported program takes (far more than fits in memory at 224 px)
 
 
 class Exported(nn.Module):
@@ -179,9 +180,15 @@ def _sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
+def _batch() -> torch.export.Dim:
+    """The exported programs' free batch size, up to ``MAX_BATCH``: unbounded,
+    torch 2.6 and 2.7 refuse to export (a guard that it is not 2**63 - 1)."""
+    return torch.export.Dim("batch", max=MAX_BATCH)
+
+
 def _pt2(wrapped: Exported, example: torch.Tensor, out: Path) -> None:
     """A ``torch.export`` program with a free batch size (``torch.export.save``'s file)."""
-    program = torch.export.export(wrapped, (example,), dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}})
+    program = torch.export.export(wrapped, (example,), dynamic_shapes={INPUT_NAME: {0: _batch()}})
     ckpts.atomic_write(out, lambda f: torch.export.save(program, f))
 
 
@@ -198,7 +205,7 @@ def _torchscript(wrapped: Exported, example: torch.Tensor, out: Path) -> None:
 
 
 def _onnx(wrapped: Exported, example: torch.Tensor, out: Path) -> None:
-    batch = torch.export.Dim("batch")
+    batch = _batch()
     try:
         program = torch.onnx.export(
             wrapped, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],

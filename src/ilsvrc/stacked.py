@@ -131,8 +131,9 @@ class StackedStep(CapturedStep):
         """Every run's step on its feed's next ``n`` images: what is compiled and captured."""
         batches = [s.feed.batch(n) for s in self.steps]
         x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
-        # (batch norm's running statistics are updated in place, in self.buffers)
-        grads, (loss, logits) = torch.func.grad(self._loss, has_aux=True)(self.params, self.buffers | self.gates, x, y,
+        # (batch norm's running statistics are updated in place, in self.buffers; the dicts are
+        # joined with ** rather than |, which torch 2.6's torch.compile cannot trace)
+        grads, (loss, logits) = torch.func.grad(self._loss, has_aux=True)(self.params, {**self.buffers, **self.gates}, x, y,
                                                                           1.0 / n)
         with torch.no_grad():
             lr = torch.stack([s.lr for s in self.steps])  # each run's, as its schedule wrote it

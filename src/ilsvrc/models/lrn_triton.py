@@ -77,7 +77,14 @@ except ImportError:  # a machine without Triton: the layer keeps its reference p
 # Triton decides when the kernels below are defined whether they run in its
 # interpreter (on the CPU, for tests): it reads TRITON_INTERPRET then.
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
-AVAILABLE = triton is not None and hasattr(torch.library, "custom_op")  # custom_op: torch >= 2.4
+# What the kernels need (checked 2026-12-01 on the CPU interpreter): Triton's
+# tl.gather (Triton 3.3, torch 2.7's; 3.2 lacks it) and a torch.compile that
+# traces torch.func.grad through the autograd.Function below (torch 2.11 and
+# 2.14 do; 2.7 stops with "must override the setup_context staticmethod";
+# 2.8 to 2.10 not checked). Elsewhere the layer keeps its reference path.
+MIN_TORCH = (2, 11)
+AVAILABLE = (triton is not None and hasattr(tl, "gather")
+             and tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= MIN_TORCH)
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # computed in float32 inside
 # A program's tile: TILE elements (BLOCK_P pixels x BLOCK_C channels) over
