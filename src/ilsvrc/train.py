@@ -21,7 +21,6 @@ steps) and ``end_epoch`` (validation, the metrics row, the schedule, the
 checkpoints).
 """
 
-import gc
 import math
 import signal
 import threading
@@ -149,7 +148,6 @@ class Run:
         ``destroy_process_group``, the group is freed without the GIL."""
         if self.world.distributed:
             self.net, self.train_step = self.model, None  # the two holders of DDP
-            gc.collect()
         leave(self.world)
 
 
