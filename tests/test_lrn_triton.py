@@ -196,8 +196,7 @@ DEVICES = ["interpreter", pytest.param("cuda", marks=pytest.mark.skipif(not torc
 @pytest.fixture(scope="module", params=DEVICES)
 def results(request, tmp_path_factory) -> dict:
     if not lrn_triton.AVAILABLE:
-        pytest.skip(f"the kernels need Triton's tl.gather and torch >= {'.'.join(map(str, lrn_triton.MIN_TORCH))}"
-                    " (lrn_triton.AVAILABLE)")
+        pytest.skip(f"the kernels need Triton's tl.gather and torch >= {lrn_triton.MIN_TORCH} (lrn_triton.AVAILABLE)")
     if request.param == "cuda":
         torch.backends.cudnn.allow_tf32, tf32 = False, torch.backends.cudnn.allow_tf32  # float32 convolutions
         try:

@@ -82,9 +82,8 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # traces torch.func.grad through the autograd.Function below (torch 2.11 and
 # 2.14 do; 2.7 stops with "must override the setup_context staticmethod";
 # 2.8 to 2.10 not checked). Elsewhere the layer keeps its reference path.
-MIN_TORCH = (2, 11)
-AVAILABLE = (triton is not None and hasattr(tl, "gather")
-             and tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= MIN_TORCH)
+MIN_TORCH = "2.11"
+AVAILABLE = triton is not None and hasattr(tl, "gather") and torch.__version__ >= MIN_TORCH  # a TorchVersion
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # computed in float32 inside
 # A program's tile: TILE elements (BLOCK_P pixels x BLOCK_C channels) over
