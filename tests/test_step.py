@@ -66,3 +66,47 @@ def test_cli_compile_takes_a_boolean_or_a_mode(capsys):
     with pytest.raises(SystemExit) as e:
         parse(["train", "--compile", "fast"])
     assert e.value.code == 2 and "expected true, false or one of eager, default, graph" in capsys.readouterr().err
+
+
+def _by_hand(x, y, bf16: bool):
+    """One SGD step of tiny_net written out, under bf16 autocast or not: its parameters."""
+    ref = tiny_net()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = nn.functional.cross_entropy(ref(x), y)
+    loss.backward()
+    opt.step()
+    return list(ref.parameters())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "float32", "auto"])
+def test_the_steps_precision_is_autocast_on_the_cpu_too(precision):
+    """--precision bf16 runs the GPU's arithmetic (bf16 autocast) on a CPU:
+    the eager step and the whole step (its function uncompiled) are the
+    hand-written step under torch.autocast; float32 and auto (on a CPU) without."""
+    from ilsvrc.step import WholeStep
+
+    (x, y), = batches([6])
+    expected = _by_hand(x, y, precision == "bf16")
+    other = _by_hand(x, y, precision != "bf16")
+    net = tiny_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    TrainStep(net, opt, 0.0, torch.device("cpu"), "eager", precision=precision)(x, y, 1.0 / 6)
+    whole = tiny_net()
+    whole_opt = torch.optim.SGD(whole.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    WholeStep(whole, whole_opt, 0.0, torch.device("cpu"), 6, precision=precision).step(6, x, y)
+    for p, q, w, o in zip(net.parameters(), expected, whole.parameters(), other):
+        assert torch.equal(p, q)
+        torch.testing.assert_close(w, q, rtol=1e-6, atol=1e-7)  # sgd_update sums as SGD's foreach step, not bit for bit
+    assert any(not torch.allclose(p, o, rtol=1e-4, atol=1e-6) for p, o in zip(net.parameters(), other))
+
+
+def test_validation_in_bf16_is_the_autocast_forward():
+    from ilsvrc.evaluate import predict_proba
+
+    net = tiny_net().eval()
+    views = batches([5])[0][0].unsqueeze(1)  # (B, 1 crop, 3, 8, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = nn.functional.softmax(net(views.flatten(0, 1)).float(), 1)
+    assert torch.equal(predict_proba(net, views, "bf16"), expected)
+    assert not torch.equal(predict_proba(net, views, "float32"), expected)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__, recipes
 from .data.sources import KINDS as LOADERS
+from .device import PRECISIONS
 from .errors import Diverged, Interrupted, UserError
 from .evaluate import VIEWS
 from .experiments import BUDGETS
@@ -97,6 +98,9 @@ def _train_arguments(sub) -> None:
                    help="how the training step runs: true, false, or eager, default (the compiled network),"
                    " graph (the whole step compiled as one graph, replayed as one CUDA graph on a GPU) (default:"
                    " graph on one GPU, default under torchrun, eager on the CPU)")
+    t.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="the forward pass's arithmetic: auto (bf16 autocast on a GPU, float32 on a CPU), float32, or"
+                   " bf16 (autocast on a CPU too, to check the GPU's arithmetic without one) (default: auto)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last.pt within an epoch this often (default: 10)")
     t.add_argument("--init-from", metavar="CHECKPOINT", help="start from a trained network's weights (VGG: a trained configuration A)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -235,7 +239,7 @@ def _train(a) -> int:
     overrides.update({k: v for k in ("epochs", "batch_size", "lr", "image_size", *SWITCHES) if (v := getattr(a, k)) is not None})
     run = dict(max_steps=a.max_steps, device=a.device, workers=a.workers, seed=a.seed, resume=a.resume,
                progress=not a.no_progress, checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader,
-               compile=a.compile, model=a.model, init_from=a.init_from, preset=a.preset, **overrides)
+               compile=a.compile, precision=a.precision, model=a.model, init_from=a.init_from, preset=a.preset, **overrides)
     out = a.out or f"runs/{a.model or a.recipe}"
     if a.stack and a.runs == 1:
         raise UserError("--stack stacks the runs of --runs N: give N > 1")

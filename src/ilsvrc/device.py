@@ -23,10 +23,26 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; plain float32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+PRECISIONS = ("auto", "float32", "bf16")  # how the forward pass computes (--precision)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
+
+
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether ``precision`` on ``device`` means bf16 autocast ("auto": on a GPU only)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast where ``precision`` says so (``"auto"``: on CUDA, plain
+    float32 elsewhere; ``"bf16"`` on a CPU too, to check the GPU's arithmetic
+    without a GPU); a context that does nothing for float32."""
+    if uses_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

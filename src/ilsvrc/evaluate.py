@@ -61,10 +61,11 @@ def test_scales(data: dict, scales: list[int] | None = None) -> list[int]:
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """(B, crops, 3, S, S) views -> (B, classes) softmax averaged over crops."""
+def predict_proba(model: torch.nn.Module, views: torch.Tensor, precision: str = "auto") -> torch.Tensor:
+    """(B, crops, 3, S, S) views -> (B, classes) softmax averaged over crops
+    (``precision``: ``device.autocast``'s)."""
     b, c = views.shape[:2]
-    with autocast(views.device):
+    with autocast(views.device, precision):
         logits = model(views.flatten(0, 1))
     return F.softmax(logits.float(), dim=1).view(b, c, -1).mean(1)
 
@@ -97,10 +98,12 @@ def grid_proba(model: torch.nn.Module, squares: torch.Tensor, scales: list[int],
 
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, batches, device: torch.device, progress: bool = False, world=None,
-                   proba=predict_proba) -> dict:
+                   proba=None, precision: str = "auto") -> dict:
     """Top-1/top-5 error (percent) of ``model`` over test ``batches``
     (with ``world``, each rank's share, summed over the ranks); ``proba``
-    turns a batch's images on the device into class probabilities."""
+    turns a batch's images on the device into class probabilities (default:
+    ``predict_proba`` in ``precision``)."""
+    proba = proba or (lambda m, x: predict_proba(m, x, precision))
     model.eval()
     counts = torch.zeros(3, dtype=torch.long, device=device)  # top-1 misses, top-5 misses, images
     for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):

@@ -60,7 +60,7 @@ class Gated(nn.Module):
 
 def stack_key(step) -> tuple | None:
     """What runs whose steps stack have in common (the network's layers and
-    tensors, batch size, device, optimizer settings), or None if the step
+    tensors, batch size, device, precision, optimizer settings), or None if the step
     cannot join a stack: only the whole step on resident data (``WholeStep``
     with a feed), without dropout, can. (A plain network and its residual
     twin share a key; ``StackedStep`` gates their shortcuts.)"""
@@ -69,7 +69,8 @@ def stack_key(step) -> tuple | None:
     if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in step.model.modules()):
         return None
     shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in step.model.state_dict().items())
-    return (_layers(step.model), shapes, step.batch_size, str(step.device), tuple(step.hyper.items()), step.aux_weight)
+    return (_layers(step.model), shapes, step.batch_size, str(step.device), tuple(step.hyper.items()), step.aux_weight,
+            step.precision)
 
 
 def _layers(model: nn.Module) -> tuple:
@@ -101,9 +102,9 @@ class StackedStep(CapturedStep):
         if len(steps) < 2 or None in keys:
             raise ValueError("a stack takes two or more whole steps on resident data, without dropout")
         if any(k != keys[0] for k in keys):
-            raise ValueError("stacked runs need the same network, batch size, device and optimizer settings")
+            raise ValueError("stacked runs need the same network, batch size, device, precision and optimizer settings")
         super().__init__(first.device, first.batch_size, first.capture)
-        self.steps, self.aux_weight, self.hyper = steps, first.aux_weight, first.hyper
+        self.steps, self.aux_weight, self.hyper, self.precision = steps, first.aux_weight, first.hyper, first.precision
         self.base, self.gates = _base([s.model for s in steps], first.device)
         # Each run's weights, momentum, statistics and sums become views of the stack's tensors, so that the step
         # reads and writes each tensor once for all the runs, with no stacking and unstacking kernels of its own.
@@ -118,7 +119,7 @@ class StackedStep(CapturedStep):
 
     def _one(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, scale: float):
         """One run's scaled loss and (loss, logits): the function vmap stacks."""
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             outputs = torch.func.functional_call(self.base, (params, buffers), (x,))
         loss, logits = loss_and_logits(outputs, y, self.aux_weight)
         return loss * scale, (loss.detach(), logits.detach())

@@ -142,20 +142,22 @@ class TrainStep:
     summed over the batch times ``scale`` (1 / the global batch size, times
     the number of processes under DDP). The summed loss and the number of
     top-1 errors are added to ``totals`` (float64, on the device), which the
-    caller reads now and then and zeroes."""
+    caller reads now and then and zeroes. ``precision``: the forward pass's
+    arithmetic (``device.autocast``: "auto", "float32" or "bf16")."""
 
     def __init__(self, net: torch.nn.Module, opt: torch.optim.Optimizer, aux_weight: float, device: torch.device,
-                 mode: str = "eager", backend=None):
+                 mode: str = "eager", backend=None, precision: str = "auto"):
         if mode not in ("eager", "default"):
             raise ValueError(f"TrainStep runs the eager and default modes, not {mode!r} (WholeStep: graph)")
         self.net, self.opt, self.aux_weight, self.device, self.mode = net, opt, aux_weight, device, mode
+        self.precision = precision
         self.totals = torch.zeros(2, dtype=torch.float64, device=device)
         lr_as_floats(opt)
         if mode == "default":
             self.net = torch.compile(net, backend=backend or BACKEND)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, scale) -> None:
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             loss, logits = loss_and_logits(self.net(x), y, self.aux_weight)
         (loss * scale).backward()
         self.opt.step()
@@ -235,15 +237,15 @@ class WholeStep(CapturedStep):
     feed, ``step(x, y, scale)`` takes one on a batch that is already on the
     device (copied into static buffers first). ``totals`` as ``TrainStep``'s.
     ``capture``: record and replay CUDA graphs (default: on a GPU;
-    ``CapturedStep``).
+    ``CapturedStep``). ``precision`` as ``TrainStep``'s.
     """
 
     def __init__(self, model: torch.nn.Module, opt: torch.optim.SGD, aux_weight: float, device: torch.device,
-                 batch_size: int, feed=None, backend=None, capture: bool | None = None):
+                 batch_size: int, feed=None, backend=None, capture: bool | None = None, precision: str = "auto"):
         if len(opt.param_groups) != 1:
             raise ValueError("the whole step takes an optimizer with one parameter group")
         super().__init__(device, batch_size, capture)
-        self.model, self.opt, self.aux_weight, self.feed = model, opt, aux_weight, feed
+        self.model, self.opt, self.aux_weight, self.feed, self.precision = model, opt, aux_weight, feed, precision
         lr_as_tensors(opt, device)
         start_momentum(opt)
         group = opt.param_groups[0]
@@ -259,7 +261,7 @@ class WholeStep(CapturedStep):
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # static batches by size (no feed)
 
     def _loss(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, scale: float):
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             outputs = torch.func.functional_call(self.model, (params, buffers), (x,))
         loss, logits = loss_and_logits(outputs, y, self.aux_weight)
         return loss * scale, (loss.detach(), logits.detach())

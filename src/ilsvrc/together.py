@@ -156,7 +156,7 @@ def _stacks(prepared: dict) -> list[tuple[list[int], StackedStep]]:
     groups: dict[tuple, list[int]] = {}
     for i, (run, state) in prepared.items():
         key = stack_key(run.train_step)
-        if key is not None and run.until_top1_error is None:  # (a run that stops at an error stops alone)
+        if key is not None and run.until_top1_error is None and run.until_train_error is None:  # (stops alone)
             place = (run.recipe.data.image_size, run.steps_per_epoch, run.total, state.epoch, state.position)
             groups.setdefault((key, place), []).append(i)
     stacks = []

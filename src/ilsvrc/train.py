@@ -40,7 +40,7 @@ from .data.images import warn_skipped
 from .data.sources import KINDS, Source, source
 from .data.stats import Stats, load_or_compute
 from .data.transforms import PaperTransforms
-from .device import default_workers, pick_device
+from .device import check_precision, default_workers, pick_device, uses_bf16
 from .distributed import World, join, leave
 from .errors import Diverged, Interrupted, UserError
 from .evaluate import evaluate_model
@@ -100,6 +100,7 @@ class Run:
     dev: torch.device
     world: World
     mode: str  # how the step runs (step.py)
+    precision: str  # the forward pass's arithmetic: auto, float32 or bf16 (device.autocast)
     steps_per_epoch: int
     epochs: int
     max_steps: int | None
@@ -107,6 +108,7 @@ class Run:
     prefix: str  # before each line the run prints
     checkpoint_minutes: float
     until_top1_error: float | None
+    until_train_error: float | None
     say_if_long: bool  # (until said: once, on a CPU, if the run would take more than an hour)
     first_step: int = 0  # where this process began, and when (for that estimate)
     started: float = 0.0
@@ -116,6 +118,11 @@ class Run:
         """The step the run ends at."""
         planned = self.epochs * self.steps_per_epoch
         return planned if self.max_steps is None else min(self.max_steps, planned)
+
+    def reached(self, row: dict) -> bool:
+        """Whether the epoch of metrics ``row`` met a target the run stops at."""
+        return ((self.until_top1_error is not None and row["val_top1_error"] <= self.until_top1_error)
+                or (self.until_train_error is not None and row["complete"] and row["train_error"] <= self.until_train_error))
 
     def at_max_steps(self, state: TrainState) -> bool:
         return self.max_steps is not None and state.step >= self.max_steps
@@ -162,8 +169,13 @@ def train(*args, **kwargs) -> dict:
     (``step.py``): None picks (on a GPU, the whole step captured as CUDA
     graphs when the data is resident, else the compiled network; eager on
     the CPU), False is eager, True the best compiled mode, or a mode name
-    ("eager", "default", "graph"). ``until_top1_error``: stop after the
-    first validation whose top-1 error (percent) is at most this. ``model``:
+    ("eager", "default", "graph"). ``precision``: the forward pass's
+    arithmetic, "auto" (bf16 autocast on a GPU, float32 on a CPU),
+    "float32" or "bf16" (autocast on a CPU too: the GPU's arithmetic checked
+    without a GPU). ``until_top1_error``: stop after the
+    first validation whose top-1 error (percent) is at most this;
+    ``until_train_error``: after the first whole epoch whose training error
+    is at most this (AlexNet's Figure 1 counts the epochs to 25%). ``model``:
     another network of the recipe than its default (``resnet-110`` for
     ``resnet-cifar``). ``init_from``: a checkpoint whose weights start the
     model (VGG's deeper configurations from a trained A). ``preset``:
@@ -203,8 +215,8 @@ def training(*args, stop=None, **kwargs):
                     save_last(run, state)
                     break
                 row = end_epoch(run, state, complete)
-                if run.until_top1_error is not None and row["val_top1_error"] <= run.until_top1_error:
-                    break  # the target is reached (benchmarks/time_to_accuracy.py)
+                if run.reached(row):
+                    break  # the target is reached (benchmarks/time_to_accuracy.py, AlexNet's Figure 1)
     finally:
         bar.close()
         run.folder.close()
@@ -228,7 +240,9 @@ def prepare(
     checkpoint_minutes: float = 10.0,
     data_loader: str = "auto",
     compile: bool | None = None,
+    precision: str = "auto",
     until_top1_error: float | None = None,
+    until_train_error: float | None = None,
     model: str | None = None,
     init_from=None,
     label: str | None = None,
@@ -245,6 +259,7 @@ def prepare(
         raise UserError(f"--loader must be one of {', '.join(KINDS)}, not {data_loader!r}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be positive, not {max_steps}")
+    check_precision(precision)
     if preset is not None:
         overrides = recipes.preset(recipe, preset) | {k: v for k, v in overrides.items() if v is not None}
     plan = _plan(recipe, ckpt, overrides, model)  # typed and checked: recipes.Recipe
@@ -278,28 +293,30 @@ def prepare(
     except ValueError as e:
         raise UserError(str(e)) from None
     model = net.module if world.distributed else net
-    train_step = _train_step(model, net, opt, dev, mode, bs, batches)
+    train_step = _train_step(model, net, opt, dev, mode, bs, batches, precision)
     run = Run(recipe=plan, folder=folder, root=root, dataset=dataset, stats=stats, seed=seed, model=model, net=net,
-              opt=opt, sched=sched, batches=batches, train_step=train_step, dev=dev, world=world, mode=mode,
+              opt=opt, sched=sched, batches=batches, train_step=train_step, dev=dev, world=world, mode=mode, precision=precision,
               steps_per_epoch=steps_per_epoch, epochs=sched.epochs(steps_per_epoch), max_steps=max_steps,
               progress=progress, prefix=f"{label}: " if label else "", checkpoint_minutes=checkpoint_minutes,
-              until_top1_error=until_top1_error, say_if_long=dev.type == "cpu" and preset is None)
+              until_top1_error=until_top1_error,
+              until_train_error=until_train_error, say_if_long=dev.type == "cpu" and preset is None)
     if world.main:
         folder.open({"recipe": plan.to_dict(), "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
-                     "processes": world.size, "loader": batches.kind}, resumed_step=None if ckpt is None else state.step)
+                     "processes": world.size, "loader": batches.kind,
+                     "precision": "bf16" if uses_bf16(dev, precision) else "float32"}, resumed_step=None if ckpt is None else state.step)
         _say_plan(run, state)
     run.first_step, run.started = state.step, time.perf_counter()
     return run, state
 
 
 def _train_step(model: torch.nn.Module, net: torch.nn.Module, opt: torch.optim.SGD, dev: torch.device, mode: str,
-                batch_size: int, batches: Source) -> TrainStep | WholeStep:
+                batch_size: int, batches: Source, precision: str) -> TrainStep | WholeStep:
     """One SGD step as ``mode`` runs it (step.py): on a GPU the whole step as
     one CUDA graph, its batches made inside it where the data is resident."""
     aux_weight = getattr(model, "aux_weight", 0.0)  # GoogLeNet's auxiliary classifiers
     if mode == "graph":
-        return WholeStep(model, opt, aux_weight, dev, batch_size, feed=batches.feed)
-    return TrainStep(net, opt, aux_weight, dev, mode)
+        return WholeStep(model, opt, aux_weight, dev, batch_size, feed=batches.feed, precision=precision)
+    return TrainStep(net, opt, aux_weight, dev, mode, precision=precision)
 
 
 def _placement(device: str, compile) -> tuple[torch.device, World, str]:
@@ -352,10 +369,16 @@ def _say_plan(run: Run, state: TrainState) -> None:
     """The plan, before the first step (issue 16: what runs where, and how long it is)."""
     n, planned = run.epochs, run.epochs * run.steps_per_epoch
     tqdm.write(f"{run.prefix}{run.recipe.recipe} ({run.recipe.network}) on {run.root} ({len(run.dataset.train)} training,"
-               f" {len(run.dataset.heldout)} held-out images), {run.dev}, {run.mode} step, {run.batches.kind} batches:"
+               f" {len(run.dataset.heldout)} held-out images), {run.dev}, {run.mode} step{_unusual(run)}, {run.batches.kind} batches:"
                f" {n} epoch{'s' * (n != 1)} x {run.steps_per_epoch} step{'s' * (run.steps_per_epoch != 1)} of {run.recipe.optim.batch_size}"
                f"{f', stopping at step {run.total}' if run.total < planned else ''}"
                f"{f', from step {state.step}' if state.step else ''}, into {run.folder.path}")
+
+
+def _unusual(run: Run) -> str:
+    """The arithmetic, for the plan line, where it is not the device's own (bf16 on a GPU, float32 on a CPU)."""
+    bf16 = uses_bf16(run.dev, run.precision)
+    return "" if bf16 == (run.dev.type == "cuda") else f" in {'bf16' if bf16 else 'float32'}"
 
 
 def run_epoch(run: Run, state: TrainState, stop: "StopRequest", bar: tqdm):
@@ -465,7 +488,8 @@ def end_epoch(run: Run, state: TrainState, complete: bool) -> dict:
     a ``complete`` epoch moves the state on to the next one. The row."""
     run.check_weights(state)
     started = time.perf_counter()
-    val = evaluate_model(run.model, run.batches.test(), run.dev, progress=run.progress, world=run.world)
+    val = evaluate_model(run.model, run.batches.test(), run.dev, progress=run.progress, world=run.world,
+                         precision=run.precision)
     val_seconds = time.perf_counter() - started  # (the errors were read back: the device is done)
     sums = state.sums
     n = max(sums["images"], 1)
