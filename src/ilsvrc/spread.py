@@ -50,3 +50,21 @@ def mean_curve(curves: list[list[float]]) -> list[float]:
     if len({len(c) for c in curves}) != 1:
         return list(curves[0])
     return [statistics.fmean(points) for points in zip(*curves)]
+
+
+def difference(a: Spread, b: Spread) -> tuple[float, float]:
+    """``a - b`` and its standard error, ``sqrt(std_a^2 / n_a + std_b^2 / n_b)``
+    (the runs of each independent; NaN where either has one run, whose
+    spread is unknown)."""
+    if a.n < 2 or b.n < 2:
+        return float(a) - float(b), math.nan
+    return float(a) - float(b), math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
+
+
+def verdict(diff: float, se: float, k: float = 2.0) -> str:
+    """Whether a difference is within ``k`` standard errors of zero, in words."""
+    if not math.isfinite(se):
+        return "no verdict: a spread needs two runs or more on each side"
+    if abs(diff) <= k * se:
+        return f"within {k:g} standard errors"
+    return f"NOT within {k:g} standard errors ({abs(diff) / se:.1f} SE)" if se > 0 else f"NOT within {k:g} standard errors"
