@@ -380,6 +380,10 @@ def _experiment(a) -> int:
         if c.get("runs"):
             measured += f" ± {c['std']:g} ({c['runs']} runs)"
         print(f"  {c['what']}: {measured} (paper {c['paper']:g}{c['unit']})")
+    for c in record.get("claims", []):
+        figure = "" if c["difference"] is None else f"{c['difference']:+g}" + (
+            "" if c["standard_error"] is None else f" ± {c['standard_error']:g}") + ": "
+        print(f"  claim, {c['what']}: {figure}{c['verdict']}")
     print(f"see it: ilsvrc report {path.parent} --out REPORT_DIR")
     return 0
 

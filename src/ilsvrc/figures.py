@@ -56,7 +56,8 @@ def curves(path, panels: list[dict], *, title: str | None = None) -> Path:
     """Line plots side by side (AlexNet Figure 1, ResNet Figure 6).
 
     Each panel: ``title``, ``xlabel``, ``ylabel``, ``series`` (dicts with
-    ``label``, ``x``, ``y``, ``style`` "solid"/"dashed", optional ``colour``),
+    ``label``, ``x``, ``y``, ``style`` "solid"/"dashed", optional ``colour``
+    and ``legend`` (False: no legend entry of its own, as a second seed's)),
     optional ``hline`` (a dotted reference line) and ``ylim``. Panels with the
     same ylabel share their y axis; series whose labels have the same root
     (``label_root``) get the same colour in every panel.
@@ -76,7 +77,8 @@ def curves(path, panels: list[dict], *, title: str | None = None) -> Path:
                 raise ValueError(f"unknown line style {style!r}; known: {', '.join(STYLES)}")
             root = label_root(s["label"])
             colour = s.get("colour") or colours.setdefault(root, cycle[len(colours) % len(cycle)])
-            ax.plot(s["x"], s["y"], STYLES[style], color=colour, label=s["label"], linewidth=1.6)
+            label = s["label"] if s.get("legend", True) else "_nolegend_"  # (further seeds of a series: one entry)
+            ax.plot(s["x"], s["y"], STYLES[style], color=colour, label=label, linewidth=1.6)
         if panel.get("hline") is not None:
             ax.axhline(panel["hline"], linestyle=":", color="black", linewidth=1.0)
         if panel.get("ylim") is not None:

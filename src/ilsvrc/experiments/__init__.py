@@ -7,10 +7,14 @@ report`` turns into a page with the paper's numbers beside ours.
 
 Each experiment is a module here (``alexnet_fig1.py`` ...) with a ``run(ex)``
 function, and a plan ``<name>.toml`` beside it: its paper, its dataset, the
-paper's published numbers (each with where it is printed), and two budgets:
+paper's published numbers (each with where it is printed), and its budgets:
 
 - ``quick``: small sizes, minutes on a CPU (the tests run it); its figures
   show that the pipeline works, not the paper's result;
+- ``laptop`` (alexnet-fig1, resnet-cifar): the paper's claim at a size that
+  shows it on 2 CPU cores within an hour (docs/results.md);
+- ``sweep`` (alexnet-fig1): the learning-rate sweep its laptop budget's
+  rates come from;
 - ``paper``: the paper's recipe, meant for a GPU.
 
 A budget may hold ``settings`` (recipe values for every run, as
@@ -50,11 +54,11 @@ from .. import __version__
 from ..data.default import find
 from ..data.folders import HELD_OUT
 from ..device import pick_device
-from ..errors import UserError
+from ..errors import Diverged, UserError
 from ..recipes import read_toml, toml_names
 from ..spread import Spread, mean_curve, plain
 
-BUDGETS = ("quick", "paper")
+BUDGETS = ("quick", "laptop", "sweep", "paper")
 
 
 def names() -> list[str]:
@@ -113,6 +117,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+DIVERGED = "diverged.txt"  # in a run's folder: the run diverged (``train(may_diverge=True)``), and why
+
+
+def _done(run_dir: Path, job: dict) -> bool:
+    """Whether a run ended for good before its last epoch: it diverged, or it
+    stops at a training error (``until_train_error``) and has stopped there
+    (resumed, it would train one more epoch)."""
+    rows = [r for r in read_metrics(run_dir) if r["complete"]]
+    target = job.get("until_train_error")
+    return (run_dir / DIVERGED).is_file() or (target is not None and bool(rows) and rows[-1]["train_error"] <= target)
+
+
 FINAL = ("train_error", "val_top1_error", "val_top5_error")  # a record's final figures
 CURVE = ("epoch", "step", "train_error", "val_top1_error")  # its curves, one point per epoch
 
@@ -138,16 +154,20 @@ class Experiment:
         self.finished: set[str] = set()  # runs trained to their end in this process (by train_together)
         self.planning: list[dict] | None = None  # in a planning pass: the train() arguments of each run asked for
 
-    def train(self, run: str, recipe: str, model: str | None = None, **settings) -> dict:
+    def train(self, run: str, recipe: str, model: str | None = None, *, may_diverge: bool = False, **settings) -> dict:
         """Train (or resume, or reuse) run ``run``: ``recipe`` with the
         budget's settings and then ``settings``, once per seed; its record
         (SCHEMA.md), over several seeds with each final figure a ``Spread``
-        and each curve their mean."""
+        and each curve their mean; ``each``: the seeds' own records.
+        ``may_diverge``: a run whose training diverges (a learning-rate
+        sweep's largest rates) ends there, its record marked ``diverged``
+        (and kept so: run again, it is not trained again), instead of
+        stopping the experiment."""
         names = [run] + [f"{run}-seed{seed}" for seed in range(1, self.seeds)]
-        records = [self._train_one(name, seed, recipe, model, settings) for seed, name in enumerate(names)]
+        records = [self._train_one(name, seed, recipe, model, settings, may_diverge) for seed, name in enumerate(names)]
         if len(records) == 1:
-            return records[0]
-        return {**records[0], "name": run, "seeds": len(records),  # its checkpoint: seed 0's
+            return {**records[0], "each": records}
+        return {**records[0], "name": run, "seeds": len(records), "each": records,  # its checkpoint: seed 0's
                 "final": {k: Spread([r["final"][k] for r in records]) for k in FINAL},
                 "curve": {k: mean_curve([r["curve"][k] for r in records]) for k in CURVE}}
 
@@ -158,7 +178,8 @@ class Experiment:
                     workers=self.workers, resume=(run_dir / "last.pt").exists(), max_steps=self.budget.get("max_steps"),
                     **changed)
 
-    def _train_one(self, name: str, seed: int, recipe: str, model: str | None, settings: dict) -> dict:
+    def _train_one(self, name: str, seed: int, recipe: str, model: str | None, settings: dict,
+                   may_diverge: bool = False) -> dict:
         from ..train import train
 
         changed = {**self.budget.get("settings", {}), **settings}  # a network's own settings win over the budget's
@@ -171,12 +192,18 @@ class Experiment:
                               "final": {k: math.nan for k in FINAL}, "curve": nan})
             return self.runs[-1]
         run_dir = job["out"]
-        if name not in self.finished:
+        if name not in self.finished and not _done(run_dir, job):
             if self.progress:
                 tqdm.write(f"{self.name}: {'resuming' if job['resume'] else 'training'} {name}")
-            train(**job, progress=self.progress)
+            try:
+                train(**job, progress=self.progress)
+            except Diverged as e:
+                if not may_diverge:
+                    raise
+                (run_dir / DIVERGED).write_text(f"{e}\n")
+                tqdm.write(f"{self.name}: {name} diverged ({e})")
         rows = [r for r in read_metrics(run_dir) if r["complete"]] or read_metrics(run_dir)
-        last = rows[-1]
+        last = rows[-1] if rows else {"step": 0, "epoch": 0} | {k: math.nan for k in FINAL}
         record = {
             "name": name, "recipe": recipe, "model": model or json.loads((run_dir / "config.json").read_text())["recipe"]["network"],
             "settings": changed, "seed": seed, "dir": str(run_dir.relative_to(self.out)), "steps": last["step"],
@@ -184,6 +211,8 @@ class Experiment:
             "final": {k: last[k] for k in FINAL},
             "curve": {k: [r[k] for r in rows] for k in CURVE},
         }
+        if (run_dir / DIVERGED).is_file():
+            record["diverged"] = (run_dir / DIVERGED).read_text().strip()
         self.runs.append(record)
         return record
 
@@ -255,6 +284,9 @@ def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = 
         checkpoint = Path(checkpoint)
     if budget not in BUDGETS:
         raise UserError(f"--budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
+    if budget not in p["budget"]:
+        raise UserError(f"experiment {name} has no {budget} budget; its budgets: "
+                        f"{', '.join(b for b in BUDGETS if b in p['budget'])}")
     out = Path(out or Path("experiments") / f"{name}-{budget}")
     source = find(data) if data else default_data(p["dataset"])  # a dataset's name or a path
     if not source.is_dir():
@@ -287,7 +319,8 @@ def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = 
         "tables": results.get("tables", []),
         "figures": results.get("figures", []),
         "comparisons": results.get("comparisons", []),
-        "notes": ([p["budget"]["quick_note"]] if budget == "quick" and "quick_note" in p["budget"] else [])
+        "claims": results.get("claims", []),
+        "notes": ([p["budget"][f"{budget}_note"]] if f"{budget}_note" in p["budget"] else [])
         + results.get("notes", []),
     }
     path = out / "experiment.json"
