@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -59,19 +58,11 @@ from ilsvrc.models import build
 from ilsvrc.step import parse_compile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
-from common import REPO, machine, resolve_device, sync, write_json  # noqa: E402
+from common import default_data, machine, resolve_device, sync, write_json  # noqa: E402
 
 RECIPE = "resnet-cifar"
 # The tutorials' CIFAR-10 normalisation (torchvision / PyTorch examples): mean and std of [0, 1] RGB.
 TUTORIAL_MEAN, TUTORIAL_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
-def default_data() -> Path | None:
-    env = os.environ.get("ILSVRC_DATA")
-    for folder in ([Path(env).expanduser() / "cifar10"] if env else []) + [REPO.parent / "shared" / "datasets" / "cifar10"]:
-        if (folder / "train").is_dir() or is_store(folder):
-            return folder
-    return None
 
 
 def schedule(iterations: int) -> dict:
@@ -194,7 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     resolve_device(p, a)
-    data = a.data or default_data()
+    data = a.data or default_data("cifar10")
     if data is None or not ((data / "train").is_dir() or is_store(data)):
         p.error("no CIFAR-10 folder: pass --data (an ImageFolder root with train/ and test/, or a packed store)")
     stock_iterations = a.stock_iterations or a.iterations

@@ -27,10 +27,10 @@ from ilsvrc.data.store import is_store, pack
 REPO = Path(__file__).resolve().parents[1]
 
 
-def default_data() -> Path | None:
-    """``$ILSVRC_DATA/imagenette``, else ``../shared/datasets/imagenette`` beside the repo."""
+def default_data(dataset: str = "imagenette") -> Path | None:
+    """``$ILSVRC_DATA/<dataset>``, else ``../shared/datasets/<dataset>`` beside the repo: an image folder or a store."""
     env = os.environ.get("ILSVRC_DATA")
-    for folder in ([Path(env).expanduser() / "imagenette"] if env else []) + [REPO.parent / "shared" / "datasets" / "imagenette"]:
+    for folder in ([Path(env).expanduser() / dataset] if env else []) + [REPO.parent / "shared" / "datasets" / dataset]:
         if (folder / "train").is_dir() or is_store(folder):
             return folder
     return None

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -64,19 +63,11 @@ from ilsvrc.spread import Spread, difference, plain, verdict
 from ilsvrc.together import train_together
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
-from common import REPO, machine, resolve_device, write_json  # noqa: E402
+from common import REPO, default_data, machine, resolve_device, write_json  # noqa: E402
 
 REFERENCE = REPO / "benchmarks" / "reference" / "resnet_cifar.py"
 VARIANTS = ("reference-float32", "reference-bf16", "eager-float32", "eager-bf16", "graph-float32", "graph-bf16")
 DEFAULTS = {"cpu": "reference-float32,eager-float32,graph-float32,eager-bf16,graph-bf16", "cuda": "reference-bf16,graph-bf16"}
-
-
-def default_data() -> Path | None:
-    env = os.environ.get("ILSVRC_DATA")
-    for folder in ([Path(env).expanduser() / "cifar10"] if env else []) + [REPO.parent / "shared" / "datasets" / "cifar10"]:
-        if (folder / "train").is_dir() or is_store(folder):
-            return folder
-    return None
 
 
 def image_folder(data: Path, work: Path) -> Path:
@@ -128,9 +119,11 @@ def reference_runs(a, variant: str, work: Path) -> list[dict]:
             if proc.wait() != 0:
                 print(f"{variant} seed {seed} failed: see {folder / f'seed{seed}.log'}", file=sys.stderr)
             log.close()
+            last = (folder / f"seed{seed}.log").read_text().strip().splitlines()[-1:]
+            print(f"{variant}: {last[0] if last else f'seed {seed}: no output'}", flush=True)  # as each run ends
     runs = [json.loads((folder / f"seed{s}.json").read_text())[0] for s in range(a.seeds) if (folder / f"seed{s}.json").is_file()]
-    return [{"seed": r["seed"], "test_error": r["test_error"], "train_error": r["train_error"], "seconds": r["seconds"]}
-            for r in runs]
+    return [{"seed": r["seed"], "test_error": r["test_error"], "train_error": r["train_error"], "steps_s": r["seconds"],
+             "validation_s": r["eval_seconds"]} for r in runs]
 
 
 def start_references(a, variants: list[str], work: Path):
@@ -167,15 +160,18 @@ def last_row(run_dir: Path) -> dict | None:
 def ilsvrc_runs(a, jobs: list[dict]) -> dict[str, list[dict]]:
     """Train the unfinished jobs together (seeds stacked on a GPU); every job's final figures by variant."""
     todo = [j for j in jobs if (row := last_row(j["out"])) is None or row["step"] < a.iterations]
+    start = time.perf_counter()
     if todo:
         train_together([{k: v for k, v in j.items() if k != "variant"} for j in todo], device=a.device,
                        progress=a.progress, stack=a.device == "cuda")
+        print(f"ilsvrc: {len(todo)} run(s) trained together in {time.perf_counter() - start:.0f} s wall", flush=True)
     runs: dict[str, list[dict]] = {}
     for j in jobs:
         rows = [json.loads(line) for line in (j["out"] / "metrics.jsonl").read_text().splitlines() if line.strip()]
         runs.setdefault(j["variant"], []).append(
             {"seed": j["seed"], "test_error": rows[-1]["val_top1_error"], "train_error": rows[-1]["train_error"],
-             "seconds": round(sum(r["epoch_time_s"] + r.get("val_time_s", 0.0) for r in rows), 1), "dir": str(j["out"])})
+             "steps_s": round(sum(r["epoch_time_s"] for r in rows), 1),
+             "validation_s": round(sum(r.get("val_time_s", 0.0) for r in rows), 1), "dir": str(j["out"])})
     return runs
 
 
@@ -215,7 +211,7 @@ def summarise(results: dict[str, list[dict]]) -> tuple[dict, list[dict]]:
     return spreads, comparisons
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=None, help="CIFAR-10 as an ImageFolder root (train/, test/)")
     p.add_argument("--iterations", type=int, default=64000, help="steps per run (default: the paper's 64000)")
@@ -230,9 +226,14 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=None, help="decoding workers (default: one per core, at most 8)")
     p.add_argument("--json", help="write the runs, spreads and verdicts here")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
     a = p.parse_args(argv)
     resolve_device(p, a)
-    a.data = a.data or default_data()
+    a.data = a.data or default_data("cifar10")
     if a.data is None or not ((a.data / "train").is_dir() or is_store(a.data)):
         p.error(f"--data {a.data}: no CIFAR-10 there (an ImageFolder root with train/ and test/, or a packed store)")
     variants = (a.variants or DEFAULTS[a.device]).split(",")
@@ -260,7 +261,10 @@ def main(argv=None) -> int:
     for v in variants:
         if v in spreads:
             name = v if v.startswith("reference") else f"ilsvrc {v}"
-            print(f"{name:24s} test error {spreads[v]['test_error']}, training error at the end {spreads[v]['train_error']}")
+            runs = results[v]
+            print(f"{name:24s} test error {spreads[v]['test_error']}, training error at the end {spreads[v]['train_error']};"
+                  f" per run {sum(r['steps_s'] for r in runs) / len(runs):.0f} s of steps,"
+                  f" {sum(r['validation_s'] for r in runs) / len(runs):.0f} s of validation")
     for c in comparisons:
         print(f"ilsvrc {c['variant']} - {c['reference']}: {c['difference']:+.2f} ± {c['standard_error']:.2f} points: {c['verdict']}")
     checks = []

@@ -16,7 +16,12 @@ as it was printed.
     python benchmarks/gpu_check.py OUT --only step,together  # some sections
     python benchmarks/gpu_check.py OUT --smoke               # tiny sizes on the CPU: that it all runs
 
-Sections (``--list``): the LRN kernel's tests and AlexNet's step variants
+Sections (``--list``): first, the fidelity check (issue 23): ilsvrc's
+ResNet-20 against the independent reference trainer at the paper's 64k
+steps, five seeds each on the same CIFAR-10 (``benchmarks/fidelity.py``:
+ilsvrc's seeds stacked into one step, the reference's as processes beside
+it; its runs are kept outside OUT, whose files come back, and each line
+it prints is in OUT/log); then the LRN kernel's tests and AlexNet's step variants
 (issue 12), runs side by side against one after another (issue 13), the
 ResNet-20 recipe at its 64k steps beside the tutorial loop on CIFAR-10
 (issue 11), where the step's time goes for ResNet-110 and GoogLeNet, the
@@ -63,6 +68,9 @@ def sections(a) -> list[dict]:
                                           "--warmup", "1"])]
     cifar = Path(a.cifar)
     return [
+        section("fidelity", 520, [PY, BENCH / "fidelity.py", "--data", cifar, "--iterations", "64000", "--seeds", "5",
+                                  "--variants", "reference-bf16,graph-bf16", "--device", "cuda", "--out",
+                                  "/tmp/ilsvrc-fidelity", "--no-progress"], needs=cifar),
         section("lrn_kernel", 90, [PY, "-m", "pytest", "-q", "-p", "no:logging", REPO / "tests" / "test_lrn_triton.py"],
                 env={"ILSVRC_LRN_KERNEL": "1"}, writes_json=False),
         section("alexnet_step", 200, [PY, BENCH / "step.py", "--device", "cuda", "--variants", "--whole-step",

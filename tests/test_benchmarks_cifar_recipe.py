@@ -37,7 +37,7 @@ def test_both_loops_run_the_recipe_and_report(cifar_like, tmp_path, capsys):
 
 def test_without_data_it_says_what_to_pass(monkeypatch, tmp_path, capsys):
     bench = load_benchmark("cifar_recipe")
-    monkeypatch.setattr(bench, "default_data", lambda: None)
+    monkeypatch.setattr(bench, "default_data", lambda dataset: None)
     with pytest.raises(SystemExit) as e:
         bench.main(["--device", "cpu"])
     assert e.value.code == 2 and "--data" in capsys.readouterr().err

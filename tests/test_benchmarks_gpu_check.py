@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.py: the one-command GPU check runs its sections
 under their limits and writes one summary (on the CPU, at tiny sizes)."""
 
+import argparse
 import json
 import math
 import sys
@@ -54,3 +55,16 @@ def test_a_slow_section_is_cut_and_the_next_still_runs(tmp_path):
     status = {s["name"]: s["status"] for s in summary["sections"]}
     assert status["slow"] == "timed out" and status["next"] == "ok" and status["absent"].startswith("skipped")
     assert "started" in (tmp_path / "log").read_text()
+
+
+def test_the_fidelity_section_comes_first_and_asks_fidelity_py_for_the_papers_run(tmp_path):
+    """Five seeds of the reference and of ilsvrc's GPU step at 64k steps, its
+    runs outside OUT (a call brings back at most 8 files), its figures in OUT."""
+    bench = load_benchmark("gpu_check")
+    fidelity = load_benchmark("fidelity")
+    first = bench.sections(argparse.Namespace(out=str(tmp_path), smoke=False, cifar=".gpu/cifar10-32",
+                                              imagenette_folder="x"))[0]
+    assert first["name"] == "fidelity" and first["default"] and first["limit"] <= 540
+    a = fidelity.parser().parse_args(first["argv"][2:])
+    assert (a.iterations, a.seeds, a.variants, a.device) == (64000, 5, "reference-bf16,graph-bf16", "cuda")
+    assert not a.out.is_relative_to(tmp_path) and a.json == str(tmp_path / "fidelity.json")

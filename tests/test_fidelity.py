@@ -4,7 +4,6 @@ arithmetic of their spread), the batch-norm check's data, a packed store
 written out for the reference byte for byte; and the difference arithmetic
 of ``ilsvrc.spread`` it prints."""
 
-import importlib.util
 import json
 import math
 import statistics
@@ -12,18 +11,10 @@ import statistics
 import pytest
 import torch
 
-from conftest import REPO, make_images
+from conftest import load_benchmark, make_images
 from ilsvrc.spread import Spread, difference, verdict
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("fidelity", REPO / "benchmarks" / "fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fidelity = _load()
+fidelity = load_benchmark("fidelity")
 
 
 @pytest.fixture(scope="module")
