@@ -380,10 +380,11 @@ def _experiment(a) -> int:
         if c.get("runs"):
             measured += f" ± {c['std']:g} ({c['runs']} runs)"
         print(f"  {c['what']}: {measured} (paper {c['paper']:g}{c['unit']})")
-    for c in record.get("claims", []):
-        figure = "" if c["difference"] is None else f"{c['difference']:+g}" + (
-            "" if c["standard_error"] is None else f" ± {c['standard_error']:g}") + ": "
-        print(f"  claim, {c['what']}: {figure}{c['verdict']}")
+    for c in record.get("claims", []):  # a difference (signed) or a ratio, ± its standard error
+        value = f"{c['difference']:+g}" if c.get("difference") is not None else (
+            f"{c['ratio']:g}x" if c.get("ratio") is not None else "")
+        spread = f" ± {c['standard_error']:g}" if value and c["standard_error"] is not None else ""
+        print(f"  claim, {c['what']}: {value}{spread}{': ' if value else ''}{c['verdict']}")
     print(f"see it: ilsvrc report {path.parent} --out REPORT_DIR")
     return 0
 

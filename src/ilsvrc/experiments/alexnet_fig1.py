@@ -87,9 +87,10 @@ def run(ex) -> dict:
     if None in relu["epochs"]:
         notes.append(f"relu did not reach {target:g}% training error in {_last(relu)} epochs: no ratio")
     elif bounded:
+        missed, seeds = sum(e is None for e in tanh["epochs"]), len(tanh["epochs"])
         notes.append(f"tanh did not reach {target:g}% training error in {_last(tanh)} epochs"
-                     f"{' in some seeds' if ex.seeds > 1 else ''}: the ratio is a lower bound (its last epoch / "
-                     f"ReLU's epochs), at least {float(ratio):.2f}")
+                     f"{f' ({missed} of {seeds} seeds)' if seeds > 1 else ''}: the ratio is a lower bound (its last"
+                     f" epoch / ReLU's epochs), at least {float(ratio):.2f}")
     rows = [[a, chosen[a]["lr"], _spread(chosen[a]["epochs"]), chosen[a]["record"]["final"]["train_error"],
              chosen[a]["record"]["final"]["val_top1_error"]] for a in ACTIVATIONS]
     tables = [{"title": f"Epochs to {target:g}% training error", "columns": [
@@ -140,13 +141,13 @@ def _claim(ratio, bounded: bool, relu: dict, tanh: dict, target: float) -> dict:
     1x, by more than two standard errors of the seeds' ratios)."""
     what = f"epochs to {target:g}% training error, tanh / ReLU"
     if ratio is None:
-        return {"what": what, "difference": None, "standard_error": None, "holds": False,
+        return {"what": what, "ratio": None, "standard_error": None, "holds": False,
                 "verdict": "not measured: ReLU did not reach the target (see the notes)"}
     n = getattr(ratio, "n", 1)
     se = ratio.std / math.sqrt(n) if n > 1 else math.nan
     holds = ratio > 1 and (n == 1 or ratio - 1 > 2 * se)
     words = (f"ReLU {'at least ' if bounded else ''}{float(ratio):.2f}x as fast (lr {relu['lr']:g} against tanh's "
              f"{tanh['lr']:g})" + ("" if n > 1 else ", one seed: no spread to judge by"))
-    return {"what": what, "difference": round(float(ratio), 2), "standard_error": None if math.isnan(se) else round(se, 2),
+    return {"what": what, "ratio": round(float(ratio), 2), "standard_error": None if math.isnan(se) else round(se, 2),
             "holds": bool(holds), "verdict": words if holds else f"NOT faster by 2 standard errors: {words}"}
 
