@@ -110,3 +110,11 @@ def test_validation_in_bf16_is_the_autocast_forward():
         expected = nn.functional.softmax(net(views.flatten(0, 1)).float(), 1)
     assert torch.equal(predict_proba(net, views, "bf16"), expected)
     assert not torch.equal(predict_proba(net, views, "float32"), expected)
+
+
+def test_a_bad_precision_is_a_user_error_before_any_work(tiny_data, tmp_path):
+    from ilsvrc.train import train
+
+    with pytest.raises(UserError, match="--precision must be one of auto, float32, bf16, not 'fp16'"):
+        train("resnet-cifar", data=tiny_data, out=tmp_path / "run", precision="fp16", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -259,7 +259,6 @@ def prepare(
         raise UserError(f"--loader must be one of {', '.join(KINDS)}, not {data_loader!r}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be positive, not {max_steps}")
-    check_precision(precision)
     if preset is not None:
         overrides = recipes.preset(recipe, preset) | {k: v for k, v in overrides.items() if v is not None}
     plan = _plan(recipe, ckpt, overrides, model)  # typed and checked: recipes.Recipe
@@ -273,7 +272,7 @@ def prepare(
         raise UserError(f"{root} has other classes than the checkpoint in {folder.path}")
     torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
     net = for_recipe(plan, len(dataset.classes))
-    dev, world, mode = _placement(device, compile)
+    dev, world, mode = _placement(device, compile, precision)
     workers = default_workers(workers)
     bs = plan.optim.batch_size  # the global batch: each rank takes every world.size-th image of it
     if bs < world.size:
@@ -298,8 +297,8 @@ def prepare(
               opt=opt, sched=sched, batches=batches, train_step=train_step, dev=dev, world=world, mode=mode, precision=precision,
               steps_per_epoch=steps_per_epoch, epochs=sched.epochs(steps_per_epoch), max_steps=max_steps,
               progress=progress, prefix=f"{label}: " if label else "", checkpoint_minutes=checkpoint_minutes,
-              until_top1_error=until_top1_error,
-              until_train_error=until_train_error, say_if_long=dev.type == "cpu" and preset is None)
+              until_top1_error=until_top1_error, until_train_error=until_train_error,
+              say_if_long=dev.type == "cpu" and preset is None)
     if world.main:
         folder.open({"recipe": plan.to_dict(), "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
                      "processes": world.size, "loader": batches.kind,
@@ -319,9 +318,10 @@ def _train_step(model: torch.nn.Module, net: torch.nn.Module, opt: torch.optim.S
     return TrainStep(net, opt, aux_weight, dev, mode, precision=precision)
 
 
-def _placement(device: str, compile) -> tuple[torch.device, World, str]:
+def _placement(device: str, compile, precision: str) -> tuple[torch.device, World, str]:
     """The device, the processes (one, or one of several under torchrun) and
-    the step's mode (a bad compile setting is reported before any work)."""
+    the step's mode (a bad compile or precision setting is reported before any work)."""
+    check_precision(precision)
     dev = pick_device(device)
     world = join(dev)
     if dev.type == "cuda" and world.distributed:
