@@ -78,24 +78,62 @@ def test_streamed_batches_equal_the_resident_ones(tiny_data, tmp_path, encoding)
             torch.testing.assert_close(x.images, y.images, rtol=0, atol=0)
 
 
-def test_stopping_a_stream_early_ends_its_reader(tiny_data, tmp_path):
-    import threading
-    import time
-
+def _stream(tiny_data, tmp_path, prefetch=1):
     from ilsvrc.data.store import pack
     from ilsvrc.data.streamed import StreamedSplit
 
     pack(tiny_data, tmp_path / "store", size=20, encoding="raw", workers=0, progress=False)
     store = open_dataset(tmp_path / "store")
     batched = BatchTransforms(PaperTransforms(compute(store.train, 20, progress=False), 16, "image", True, 0.1), torch.device("cpu"))
-    before = threading.active_count()
-    batches = StreamedSplit(store.train, 20, torch.device("cpu"), prefetch=1).batches(batched, 2, shuffle=True)
+    return StreamedSplit(store.train, 20, torch.device("cpu"), prefetch=prefetch), batched
+
+
+def _readers():
+    import threading
+
+    from ilsvrc.data.streamed import READER
+
+    return [t for t in threading.enumerate() if t.name == READER]
+
+
+def test_stopping_a_stream_early_ends_its_reader(tiny_data, tmp_path):
+    split, batched = _stream(tiny_data, tmp_path)
+    batches = split.batches(batched, 2, shuffle=True)
     next(batches)
+    assert len(_readers()) == 1
     batches.close()  # what a break out of the training loop does
-    deadline = time.time() + 5
-    while threading.active_count() > before and time.time() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() == before
+    for reader in _readers():
+        reader.join(timeout=5)
+    assert _readers() == []
+
+
+def test_an_error_in_the_stream_reader_ends_the_stream_with_it(tiny_data, tmp_path):
+    import threading
+
+    split, batched = _stream(tiny_data, tmp_path)
+    calls = []
+
+    def read(indices):  # the second batch's bytes cannot be read (a disk error, a truncated part)
+        calls.append(indices)
+        if len(calls) == 2:
+            raise OSError("part-00001.bin: Input/output error")
+        return type(split)._read(split, indices)
+
+    split._read = read
+    seen = []
+
+    def consume():
+        try:
+            for batch in split.batches(batched, 2, shuffle=True):
+                seen.append(batch)
+        except OSError as error:
+            seen.append(error)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(timeout=30)  # the reader's error used to leave the consumer waiting forever
+    assert not consumer.is_alive(), "the stream waits forever after its reader raised"
+    assert len(seen) == 2 and isinstance(seen[1], OSError) and "Input/output error" in str(seen[1])
 
 
 def test_test_batches_hold_a_training_batch_worth_of_pixels():

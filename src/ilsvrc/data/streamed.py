@@ -20,6 +20,8 @@ from .batched import BatchTransforms
 from .loaders import Batch, EpochOrder, empty_batch
 from .store import PackedSplit
 
+READER = "ilsvrc-stream-reader"  # the reading thread's name
+
 
 class StreamedSplit:
     """A packed split whose batches are read from disk ahead of use and decoded on ``device`` (``size`` x ``size``)."""
@@ -65,12 +67,16 @@ class StreamedSplit:
             return False
 
         def reader():  # host side: bytes of the next batches, ahead of the device
-            for share in shares:
-                if not offer((share, self._read([i for i, _ in share]))):
-                    return
+            try:
+                for share in shares:
+                    if not offer((share, self._read([i for i, _ in share]))):
+                        return
+            except BaseException as error:  # the consumer raises it: a reader that dies silently would leave it waiting
+                offer(error)
+                return
             offer(None)
 
-        threading.Thread(target=reader, daemon=True).start()
+        threading.Thread(target=reader, name=READER, daemon=True).start()
         try:
             yield from self._consume(ready, transforms, crops)
         finally:
@@ -78,6 +84,8 @@ class StreamedSplit:
 
     def _consume(self, ready: queue.Queue, transforms: BatchTransforms, crops: int):
         while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
             share, encoded = item
             if not share:
                 yield empty_batch(crops, transforms.size, self.device)
