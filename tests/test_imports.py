@@ -1,6 +1,6 @@
 """The import graph of ``ilsvrc`` has no circle and no arrow running back up.
 
-Data flows one way (DESIGN.md: files -> dataset -> packed store -> batches
+Data flows one way (docs/architecture.md: files -> dataset -> packed store -> batches
 -> transforms -> model -> loss, metrics -> checkpoints, logs -> figures and
 report), and the imports should say so: each module sits on a floor of
 ``FLOORS`` below, and imports only from its own floor or the floors beneath

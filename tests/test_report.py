@@ -26,7 +26,7 @@ def png(path, colour, size=(160, 120)):
 
 
 def experiment(root, name, comparisons, figures=("curves.png",), **extra):
-    """An experiment directory as experiment/SCHEMA.md describes it."""
+    """An experiment directory as src/ilsvrc/experiments/SCHEMA.md describes it."""
     root.mkdir(parents=True)
     for i, f in enumerate(figures):
         png(root / f, ((200, 40 + 80 * i, 40)))

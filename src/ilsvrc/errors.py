@@ -1,7 +1,7 @@
 """The project's own exceptions for what a user can fix or chose to stop.
 
-The command line prints each as one line on stderr (DESIGN.md, "How the code
-should read"), with its own exit code: a ``UserError`` 2, ``Diverged`` 3,
+The command line prints each as one line on stderr (docs/architecture.md, "Rules
+the code keeps"), with its own exit code: a ``UserError`` 2, ``Diverged`` 3,
 ``Interrupted`` 130 (README, "Exit codes and errors"); anything else is a bug
 and keeps its traceback.
 """

@@ -250,7 +250,7 @@ def prepare(
     **overrides,
 ) -> tuple[Run, TrainState]:
     """Check every setting, then build the model, optimizer, schedule, batches
-    and state (fresh, or from ``last.pt``) and open the run folder. (DESIGN.md:
+    and state (fresh, or from ``last.pt``) and open the run folder. (docs/architecture.md:
     a user error leaves the run folder as it was, so nothing is written before
     everything is checked.) ``label``: the run's name before its lines."""
     folder = RunFolder(out)

@@ -2,7 +2,7 @@
 
 ``recipes.resolve`` builds a ``Recipe`` from the TOML file and the user's
 overrides; every setting the trainer follows is checked here, in one place,
-before any work starts (DESIGN.md: a user error costs the user nothing). The
+before any work starts (docs/architecture.md: a user error costs the user nothing). The
 ``[model]`` table stays a dict: its switches differ from family to family and
 each model's constructor checks its own. ``to_dict`` is what config.json and
 checkpoints store (plain JSON, readable without ilsvrc); ``Recipe.from_dict``
