@@ -151,10 +151,11 @@ def _predict_arguments(sub) -> None:
 
 def _pack_arguments(sub) -> None:
     k = sub.add_parser("pack", help="write a dataset once, rescaled, into a compact memory-mappable store")
-    k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/)")
+    k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/), or CIFAR's pickles as torchvision"
+                   " downloads them (cifar-10-batches-py, cifar-100-python, or a folder holding one)")
     k.add_argument("out", help="the store folder to create")
-    k.add_argument("--size", type=int, default=256, help="side of the stored images (default: 256, the paper's)")
-    k.add_argument("--format", default="jpeg", choices=("jpeg", "raw"), help="jpeg (compact, default) or raw pixels")
+    k.add_argument("--size", type=int, default=None, help="side of the stored images (default: 256, the paper's; CIFAR's pickles: 32 only)")
+    k.add_argument("--format", default=None, choices=("jpeg", "raw"), help="jpeg (compact, default) or raw pixels (CIFAR's pickles: raw only)")
     k.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
     k.add_argument("--part-size", type=float, default=1024, metavar="MIB", help="largest part file in MiB (default: 1024)")
     k.add_argument("--workers", type=int, default=None)
@@ -349,11 +350,16 @@ def _stats(a) -> int:
 
 
 def _pack(a) -> int:
+    from .data.cifar import pack_cifar, pickles_at
     from .data.default import find
     from .data.store import pack
 
-    m = pack(find(a.data), a.out, size=a.size, encoding=a.format, quality=a.quality, part_mib=a.part_size,
-             workers=a.workers, progress=not a.no_progress)
+    data = find(a.data)
+    if pickles_at(data):  # CIFAR as torchvision downloads it: its own pixels, raw
+        m = pack_cifar(data, a.out, size=a.size, encoding=a.format, part_mib=a.part_size, progress=not a.no_progress)
+    else:
+        m = pack(data, a.out, size=256 if a.size is None else a.size, encoding=a.format or "jpeg", quality=a.quality,
+                 part_mib=a.part_size, workers=a.workers, progress=not a.no_progress)
     for name, info in m["splits"].items():
         size = sum((Path(a.out) / p["file"]).stat().st_size for p in info["parts"])
         left_out = f", {len(info['skipped'])} unreadable left out" if info["skipped"] else ""

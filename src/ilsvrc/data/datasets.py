@@ -1,11 +1,13 @@
 """A dataset by its root, whichever kind it is: an ImageFolder tree
-(folders.py) or a packed store (store.py), the one choice above both."""
+(folders.py) or a packed store (store.py), the one choice above both
+(CIFAR's pickles are packed first: cifar.py)."""
 
 import os
 from pathlib import Path
 
 from ..device import default_workers
 from ..errors import UserError
+from .cifar import check_not_pickles
 from .folders import Dataset, open_folder
 from .stats import Stats, cache_path, load_or_compute
 from .store import is_store, open_store
@@ -16,11 +18,14 @@ def open_dataset(root: str | os.PathLike, need_train: bool = True) -> Dataset:
     whose layout is checked and whose images are listed.
 
     With ``need_train=False`` (evaluation) a missing ``train/`` is allowed and
-    the class list comes from the held-out split.
+    the class list comes from the held-out split. CIFAR's pickles as
+    torchvision downloads them are a one-line error giving the command that
+    packs them.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist or is not a folder")
+    check_not_pickles(root)
     return open_store(root, need_train) if is_store(root) else open_folder(root, need_train)
 
 

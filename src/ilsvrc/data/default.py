@@ -6,7 +6,10 @@ separator, is looked for under ``$ILSVRC_DATA`` and then the cache
 ``--data cifar10`` works from any folder; ``ilsvrc data`` lists what is
 found there. Without ``--data``: ``$ILSVRC_DATA/imagenette`` when
 ``ILSVRC_DATA`` is set; else Imagenette (320 px) in the cache, downloaded
-with torchvision's ``Imagenette`` dataset the first time.
+with torchvision's ``Imagenette`` dataset the first time. ``cifar10`` and
+``cifar100``, when found nowhere (nor as a folder here), are downloaded
+with torchvision the first time and packed raw, bit for bit, into the cache
+(``cifar.py``).
 """
 
 import json
@@ -14,6 +17,8 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from .cifar import NAMES as CIFAR
+from .cifar import download_cifar, pack_downloaded
 from .stats import cache_dir
 
 HINT = "pass --data DIR (a folder with train/<class>/<image> and val/<class>/<image>) or set ILSVRC_DATA"
@@ -60,15 +65,19 @@ def _is_name(text: str) -> bool:
     return bool(text) and "/" not in text and os.sep not in text and not text.startswith((".", "~"))
 
 
-def find(data) -> Path:
+def find(data, download=None) -> Path:
     """The folder ``data`` stands for: a dataset name under ``homes()``
-    (``cifar10``, ``imagenette``), else a path."""
+    (``cifar10``, ``imagenette``), else a path; ``cifar10`` and ``cifar100``
+    found nowhere are downloaded by ``download(name, folder)`` (torchvision's,
+    unless a test stands in for the network) and packed into the cache."""
     text = str(data)
     if _is_name(text):
         for home in homes():
             for folder in (home / text, home / CACHED.get(text, text)):
                 if folder.is_dir():
                     return folder
+        if text in CIFAR and not Path(text).exists():
+            return pack_downloaded(text, cache_dir() / "datasets", download or download_cifar)
         if not Path(text).exists():
             raise UserError(f"no dataset {text!r}: not a folder here, nor in {' or '.join(map(str, homes()))}; "
                             f"`ilsvrc data` lists the datasets found there")

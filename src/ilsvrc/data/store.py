@@ -14,7 +14,9 @@ statistics, into a folder of memory-mappable files::
 
 Parts hold at most ``part_mib`` MiB each, so a store can travel in pieces.
 A source JPEG that already has the target geometry is stored byte for byte
-(no second compression: CIFAR-10's 60,000 32x32 JPEGs pack into 53 MiB).
+(no second compression: CIFAR-10's 60,000 32x32 JPEGs pack into 53 MiB);
+CIFAR's original pickles pack raw, bit for bit, through ``cifar.py``, which
+hands ``write_store`` its already decoded images.
 The folder is written under a temporary name (``.OUT.partial-PID``) and
 renamed when complete, so a store is either whole or absent; the next pack
 into OUT removes the partial folder of a pack that died, and leaves a living
@@ -200,12 +202,45 @@ def pack(
         raise UserError(f"--quality must be between 1 and 100, not {quality}")
     if size < 1 or part_mib <= 0:
         raise UserError("--size and --part-size must be positive")
-    if out.exists():
-        raise UserError(f"{out} already exists; choose another output folder or remove it")
+    check_out(out)
     if is_store(Path(data).expanduser()):
         raise UserError(f"{data} is already a packed store")
     dataset = open_folder(data)
     workers = default_workers(workers)
+    splits = {split.name: (len(split), _encoded(split, size, encoding, quality, workers))
+              for split in (dataset.train, dataset.heldout)}
+    return write_store(out, dataset.classes, splits, size=size, encoding=encoding, quality=quality, part_mib=part_mib,
+                       source=dataset.root, progress=progress)
+
+
+def _encoded(split: Split, size: int, encoding: str, quality: int, workers: int):
+    """``(image, payload, label, path)`` for each image of ``split``, decoded
+    and encoded in loader workers (``write_store``'s items)."""
+    encoder = _Encoder(split, size, encoding, quality)
+    loader = DataLoader(encoder, batch_size=None, num_workers=workers, generator=torch.Generator(), prefetch_factor=8 if workers else None)
+    for i, (img, payload, path) in enumerate(loader):
+        yield img, payload, split.items[i][1], path
+
+
+def check_out(out: Path) -> None:
+    """A store is never written over: checked before anything is read or written."""
+    if Path(out).exists():
+        raise UserError(f"{out} already exists; choose another output folder or remove it")
+
+
+def write_store(out, classes: list[str], splits: dict, *, size: int, encoding: str, quality: int | None,
+                part_mib: float, source, progress: bool = True) -> dict:
+    """Write the store ``out`` from images already decoded and encoded; its manifest.
+
+    ``splits`` maps each split's name (``train`` first: its images make the
+    statistics) to ``(count, items)``, the items ``(image, payload, label,
+    name)``: the (3, size, size) uint8 image, the bytes stored for it (its
+    raw CHW pixels, or a JPEG file) and its class index; a payload of None is
+    an image that could not be read, warned about and left out. Written
+    under a temporary name and renamed when whole (``pack`` above, and
+    ``cifar.pack_cifar``).
+    """
+    out = Path(out)
     _remove_abandoned(out)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -213,16 +248,16 @@ def pack(
     try:
         manifest = {
             "format": "ilsvrc-store", "version": FORMAT_VERSION, "size": size, "encoding": encoding,
-            "quality": quality, "classes": dataset.classes, "source": str(dataset.root.resolve()),
+            "quality": quality, "classes": classes, "source": str(Path(source).resolve()),
             "stats": "stats.pt", "splits": {},
         }
         acc = Accumulator(size)
-        for split in (dataset.train, dataset.heldout):
-            manifest["splits"][split.name] = _write_split(
-                split, tmp, size, encoding, quality, int(part_mib * 2**20), workers, progress,
-                acc if split is dataset.train else None,
+        for name, (count, items) in splits.items():
+            manifest["splits"][name] = _write_split(
+                name, tqdm(items, total=count, desc=f"pack {name}", unit="img", disable=not progress),
+                tmp, encoding, int(part_mib * 2**20), acc if name == "train" else None,
             )
-        torch.save(acc.result(str(dataset.train.root)).to_dict(), tmp / "stats.pt")
+        torch.save(acc.result(f"the training split of {source}").to_dict(), tmp / "stats.pt")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, out)
     except BaseException:
@@ -256,9 +291,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write_split(split, folder, size, encoding, quality, part_bytes, workers, progress, acc) -> dict:
-    encoder = _Encoder(split, size, encoding, quality)
-    loader = DataLoader(encoder, batch_size=None, num_workers=workers, generator=torch.Generator(), prefetch_factor=8 if workers else None)
+def _write_split(name, items, folder, encoding, part_bytes, acc) -> dict:
     parts, labels, skipped = [], [], []
     f, offsets = None, []
 
@@ -269,7 +302,7 @@ def _write_split(split, folder, size, encoding, quality, part_bytes, workers, pr
             np.save(folder / parts[-1]["offsets"], np.array(offsets, dtype=np.int64))
         f = None
 
-    for i, (img, payload, path) in enumerate(tqdm(loader, desc=f"pack {split.name}", unit="img", disable=not progress)):
+    for img, payload, label, path in items:
         if payload is None:
             warn_skipped(path)
             skipped.append(path)
@@ -277,18 +310,18 @@ def _write_split(split, folder, size, encoding, quality, part_bytes, workers, pr
         if f is None or (offsets[-1] + len(payload) > part_bytes and len(offsets) > 1):
             if f is not None:
                 close_part()
-            name = f"{split.name}-{len(parts):05d}"
-            parts.append({"file": f"{name}.bin", "count": 0} | ({"offsets": f"{name}.offsets.npy"} if encoding == "jpeg" else {}))
+            part = f"{name}-{len(parts):05d}"
+            parts.append({"file": f"{part}.bin", "count": 0} | ({"offsets": f"{part}.offsets.npy"} if encoding == "jpeg" else {}))
             f, offsets = open(folder / parts[-1]["file"], "wb"), [0]
         f.write(np.asarray(payload).tobytes())  # the loader hands numpy arrays over as tensors
         offsets.append(offsets[-1] + len(payload))
         parts[-1]["count"] += 1
-        labels.append(split.items[i][1])
+        labels.append(int(label))
         if acc is not None:
             acc.add(img)
     if f is not None:
         close_part()
-    np.save(folder / f"{split.name}.labels.npy", np.array(labels, dtype=np.int64))
+    np.save(folder / f"{name}.labels.npy", np.array(labels, dtype=np.int64))
     if skipped:
-        warnings.warn(f"{split.name}: {len(skipped)} unreadable image(s) left out of the store", stacklevel=2)
+        warnings.warn(f"{name}: {len(skipped)} unreadable image(s) left out of the store", stacklevel=2)
     return {"count": len(labels), "parts": parts, "skipped": skipped}
