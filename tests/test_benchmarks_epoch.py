@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import load_benchmark, make_images
-
+from test_train import heldout_errors
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +24,32 @@ def tta():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """Three classes of 40x50 JPEGs: 8 train and 4 val images each."""
+    """Three classes of 40x50 JPEGs: 8 train images each; 4, 2 and 1 val
+    images, so that the val errors are k/7 (of a network that answers one
+    class for every image, as a few steps give: 3/7, 5/7 or 6/7), none of
+    them a balanced split's but 0 and 100."""
     root = tmp_path_factory.mktemp("bench-epoch-data")
     make_images(root, 3, 8, size=(40, 50), seed=5, split="train")
     make_images(root, 3, 4, size=(40, 50), seed=6, split="val")
+    for c, keep in ((1, 2), (2, 1)):
+        for image in sorted((root / "val" / f"class{c}").iterdir())[keep:]:
+            image.unlink()
     return root
+
+
+def recomputed_errors(bench, monkeypatch) -> list[dict]:
+    """The val errors of each run's last.pt, recomputed (``heldout_errors``)
+    on the data the run read as the run ends, before the benchmark removes
+    its temporary run folder."""
+    kept, train = [], bench.ilsvrc.train
+
+    def keep_errors(recipe, data, out, **kwargs):
+        row = train(recipe, data, out, **kwargs)
+        kept.append(heldout_errors(Path(out) / "last.pt", data))
+        return row
+
+    monkeypatch.setattr(bench.ilsvrc, "train", keep_errors)
+    return kept
 
 
 def _positive(value) -> bool:
@@ -38,8 +59,9 @@ def _positive(value) -> bool:
 TINY = ["--device", "cpu", "--image-size", "64", "--batch-size", "4", "--no-compile", "--workers", "0"]
 
 
-def test_epoch_benchmark_reports_every_source(epoch, data, tmp_path, capsys):
+def test_epoch_benchmark_reports_every_source(epoch, data, tmp_path, capsys, monkeypatch):
     path, stores = tmp_path / "epoch.json", tmp_path / "stores"
+    kept = recomputed_errors(epoch, monkeypatch)
     out = epoch.main(["--data", str(data), *TINY, "--max-steps", "2", "--store-dir", str(stores),
                       "--model-warmup", "1", "--model-repeats", "2", "--runs-dir", str(tmp_path), "--json", str(path)])
     printed = capsys.readouterr().out
@@ -48,14 +70,15 @@ def test_epoch_benchmark_reports_every_source(epoch, data, tmp_path, capsys):
     assert _positive(out["model_only"]["images_per_s"]) and out["model_only"]["entry"] == "ilsvrc eager"
     assert out["model_only"]["num_classes"] == 3
     assert (out["model_only"]["warmup"], out["model_only"]["repeats"], out["model_only"]["steps"]) == (1, 2, 1)
-    for name, r in out["results"].items():
+    assert len(kept) == 3 and all(mine["images"] == 7 for mine in kept)
+    for (name, r), mine in zip(out["results"].items(), kept):
         assert r["source"] == name
         for key in ("images_per_s", "ratio_to_model_only", "epoch_time_s", "wall_s"):
             assert _positive(r[key]), (name, key, r[key])
         assert r["load_s"] >= 0 and math.isfinite(r["load_s"])
         assert r["steps"] == 2 and r["images"] == 8 and r["complete"] is False
         assert r["ratio_to_model_only"] == pytest.approx(r["images_per_s"] / out["model_only"]["images_per_s"])
-        assert len(r["rows"]) == 1 and 0 <= r["val_top1_error"] <= 100
+        assert len(r["rows"]) == 1 and r["val_top1_error"] == mine["top1_error"]  # of the network it ended with
         assert f"{name} (" in printed
     assert out["results"]["resident"]["reads"] == "store" and out["results"]["workers"]["reads"] == "folder"
     assert out["ratios"] == {n: r["ratio_to_model_only"] for n, r in out["results"].items()}
@@ -85,8 +108,10 @@ def test_epoch_benchmark_refuses_bad_settings(epoch, data):
     assert (args.resident_from, args.compile, args.epochs, args.max_steps) == ("folder", True, 2, None)
 
 
-def test_time_to_accuracy_stops_at_the_first_validation_that_reaches_the_target(tta, data, tmp_path, capsys):
+def test_time_to_accuracy_stops_at_the_first_validation_that_reaches_the_target(tta, data, tmp_path, capsys,
+                                                                                monkeypatch):
     path = tmp_path / "tta.json"
+    kept = recomputed_errors(tta, monkeypatch)
     out = tta.main(["--data", str(data), *TINY, "--epochs", "3", "--target", "100", "--loader", "workers",
                     "--json", str(path)])
     printed = capsys.readouterr().out
@@ -98,7 +123,8 @@ def test_time_to_accuracy_stops_at_the_first_validation_that_reaches_the_target(
         assert _positive(r[key]), (key, r[key])
     assert r["stats_s"] >= 0 and r["load_s"] >= 0 and r["from_rows_s"] >= 0
     assert r["training_steps_s"] <= r["wall_excluding_stats_and_load_s"] <= r["wall_s"]
-    assert 0 <= r["val_top1_error"] <= 100
+    (mine,) = kept  # the val error of the network it ended with, on the 7 val images
+    assert r["val_top1_error"] == mine["top1_error"] and mine["images"] == 7
     assert out["overrides"] == {"epochs": 3, "batch_size": 4, "image_size": 64}
     assert out["settings"]["lr"] == 0.01 and out["settings"]["momentum"] == 0.9  # the paper's, not overridden
     assert out["target_top1_error"] == 100.0 and out["compile"] is False

@@ -15,6 +15,7 @@ from ilsvrc.weights import load_torchvision, torchvision_names
 
 from conftest import snapshot
 from test_cli import FAST, user_error
+from test_train import heldout_errors, unbalanced_heldout
 
 
 def test_models_lists_every_model_with_its_count_and_paper(capsys):
@@ -71,12 +72,19 @@ def test_eval_views_and_export(capsys, tiny_data, tmp_path):
     assert main(["train", "--recipe", "resnet-cifar", "--data", str(tiny_data), "--out", str(out), "--max-steps", "2",
                  "--batch-size", "8", *FAST[2:]]) == 0
     capsys.readouterr()
+    heldout = unbalanced_heldout(tiny_data, tmp_path / "heldout")  # 7 images: errors of k/7
     results = {}
     for views in ("centre", "ten-crop", "dense", "multi-crop", "144-crop"):
-        assert main(["eval", str(out), "--views", views, "--scales", "32,40", "--json", *FAST[4:]]) == 0
+        assert main(["eval", str(out), "--data", str(heldout), "--views", views, "--scales", "32,40", "--json",
+                     *FAST[4:]]) == 0
         results[views] = json.loads(capsys.readouterr().out)
     assert results["ten-crop"]["crops"] == 10 and results["dense"]["crops"] == 4 and results["144-crop"]["crops"] == 72
-    assert all(r["images"] == 12 and 0 <= r["top1_error"] <= 100 for r in results.values())
+    for views, r in results.items():  # a whole number of misses over the 7 held-out images, whatever the views
+        assert r["images"] == 7 and r["split"] == str(heldout / "val"), views
+        assert abs(r["top1_error"] * 7 / 100 - round(r["top1_error"] * 7 / 100)) < 1e-9, (views, r["top1_error"])
+    for views, crops in (("centre", 1), ("ten-crop", 10)):  # the same errors recomputed apart from evaluate.py
+        mine = heldout_errors(out / "last.pt", heldout, crops=crops)
+        assert (results[views]["top1_error"], results[views]["top5_error"]) == (mine["top1_error"], mine["top5_error"])
     before = snapshot(out)
     assert main(["export", str(out), str(tmp_path / "net.pt2")]) == 0
     assert snapshot(out) == before

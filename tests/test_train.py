@@ -9,9 +9,12 @@ import sys
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from ilsvrc import UserError, evaluate, predict, train
 from ilsvrc.cli import main
+from ilsvrc.data.datasets import open_dataset
+from ilsvrc.models import build
 
 from conftest import cli_with, started
 
@@ -20,6 +23,56 @@ SMALL = dict(image_size=64, device="cpu", workers=0, progress=False)
 
 def weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def heldout_errors(checkpoint, data=None, crops: int | None = None) -> dict:
+    """Top-1 and top-5 error (percent) of a checkpoint on the held-out split
+    of ``data`` (default: the data it was trained on), recomputed here apart
+    from evaluate.py, metrics.py and the batch sources, one image at a time
+    in float32: the stored square minus the training set's mean (image or
+    RGB), rescaled to test_resize; its centre crop (``crops`` 1) or the ten
+    crops (the corners and centre of the square and of its reflection); the
+    softmax averaged over them; a miss where the label is not the first (not
+    among the first five). ``crops``: default the recipe's test_crops, as
+    training validates."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    plan, d = ckpt["config"], ckpt["config"]["data"]
+    model = build(plan["network"], len(ckpt["classes"]), d["image_size"], **plan["model"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    split = open_dataset(data or ckpt["data_root"], need_train=False).heldout
+    s, q = d["image_size"], d.get("test_resize") or d["resize"]
+    mean = ckpt["stats"]["mean_image"] if d["mean"] == "image" else ckpt["stats"]["mean_rgb"].view(3, 1, 1)
+    room = q - s
+    c = round(room / 2.0)  # torchvision's center_crop
+    places = [(c, c)] if (crops or d["test_crops"]) == 1 else [(0, 0), (0, room), (room, 0), (room, room), (c, c)]
+    misses = [0, 0]
+    with torch.no_grad():
+        for i, label in enumerate(split.labels):
+            x = split.read(i, d["resize"]).float() - mean
+            if x.shape[-1] != q:
+                x = F.interpolate(x[None], size=(q, q), mode="bilinear", antialias=True, align_corners=False)[0]
+            squares = (x,) if len(places) == 1 else (x, x.flip(-1))
+            views = torch.stack([sq[:, t : t + s, l : l + s] for sq in squares for t, l in places])
+            top = F.softmax(model(views), dim=1).mean(0).topk(min(5, len(ckpt["classes"]))).indices.tolist()
+            misses[0] += top[0] != int(label)
+            misses[1] += int(label) not in top
+    n = len(split.labels)
+    return {"top1_error": 100.0 * misses[0] / n, "top5_error": 100.0 * misses[1] / n, "images": n}
+
+
+def unbalanced_heldout(data, out, counts=(4, 2, 1)):
+    """A held-out split of ``counts[c]`` of the images of data/val/class``c``
+    (links): 7 images, so that no error of its (k/7) is one of the 12
+    balanced held-out images' or the 24 training images' (k/12, k/24) but
+    0 and 100, and a network that answers one class for every image (as a
+    few steps of AlexNet on these images do) scores 3/7, 5/7 or 6/7, never
+    2/3 as on every balanced split."""
+    for c, count in enumerate(counts):
+        (out / "val" / f"class{c}").mkdir(parents=True)
+        for image in sorted((data / "val" / f"class{c}").iterdir())[:count]:
+            (out / "val" / f"class{c}" / image.name).symlink_to(image)
+    return out
 
 
 def test_training_lowers_the_loss_and_beats_chance(learn_data, tmp_path):
@@ -84,10 +137,16 @@ def test_learning_rate_is_divided_when_validation_stops_improving(tiny_data, tmp
 def test_eval_and_predict_work_from_the_checkpoint_alone(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     train("alexnet", tiny_data, out, epochs=1, batch_size=8, **SMALL)
-    r = evaluate(out / "last.pt", tiny_data, ten_crop=True, device="cpu", workers=0, progress=False)
-    assert r["crops"] == 10 and r["images"] == 12 and 0 <= r["top1_error"] <= 100 and r["top5_error"] == 0.0
+    heldout = unbalanced_heldout(tiny_data, tmp_path / "heldout")
+    r = evaluate(out / "last.pt", heldout, ten_crop=True, device="cpu", workers=0, progress=False)
+    mine = heldout_errors(out / "last.pt", heldout, crops=10)  # recomputed apart from evaluate.py
+    assert r["crops"] == 10 and r["split"] == str(heldout / "val")
+    assert (r["images"], r["top1_error"], r["top5_error"]) == (7, mine["top1_error"], mine["top5_error"])
+    # three classes, fewer than six: every label is among the top five, so the top-5 error is 0 (top-5 on
+    # more classes: test_evaluate_views.py)
+    assert r["top5_error"] == 0.0 <= r["top1_error"]
     capsys.readouterr()
-    assert main(["eval", str(out / "last.pt"), "--data", str(tiny_data), "--ten-crop", "--json", "--workers", "0", "--no-progress"]) == 0
+    assert main(["eval", str(out / "last.pt"), "--data", str(heldout), "--ten-crop", "--json", "--workers", "0", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["top1_error"] == pytest.approx(r["top1_error"])
     assert main(["eval", str(out), "--workers", "0", "--no-progress"]) == 0  # the data it was trained on

@@ -57,6 +57,23 @@ def feed_for(recipe: str, image_size: int, resize: int, batch_size: int, images:
     return ResidentFeed(random_split(images, resize, 10, CPU), transforms, batch_size, seed=0)
 
 
+def known_output(model: nn.Module, classes: int, answer: int) -> tuple[torch.Tensor, int]:
+    """Zero the weights of every layer with ``classes`` outputs (the
+    classifier, and GoogLeNet's auxiliary ones; nothing follows them but a
+    mean over places) and give them the biases ``b[k] = -((k - answer) %
+    classes) / 2``: whatever the images, every head's logits are ``b``, which
+    ranks ``answer`` first, ``answer + 1`` second, and so on. ``b`` and the
+    number of heads."""
+    b = -((torch.arange(classes) - answer) % classes) / 2.0
+    heads = [m for m in model.modules() if (isinstance(m, nn.Linear) and m.out_features == classes)
+             or (isinstance(m, nn.Conv2d) and m.out_channels == classes)]
+    with torch.no_grad():
+        for m in heads:
+            m.weight.zero_()
+            m.bias.copy_(b)
+    return b, len(heads)
+
+
 @pytest.mark.parametrize("network, recipe, size, resize", [
     ("resnet-20", "resnet-cifar", 32, 32),  # padded crops and reflections
     ("alexnet", "alexnet", 64, 72),  # random crops, reflections and PCA lighting; two towers, LRN, dropout
@@ -70,10 +87,18 @@ def test_the_step_with_its_batch_is_one_graph(network, recipe, size, resize):
     feed = feed_for(recipe, size, resize, batch_size=4)
     step = WholeStep(model, opt, getattr(model, "aux_weight", 0.0), CPU, 4, feed=feed)
     feed.start(epoch=0)
+    y = feed.split.labels[feed.index[:4]]  # the step's labels: the first four images of the epoch's order
+    b, heads = known_output(model, 10, answer=int(y[-1]))  # every image answered with the last one's class
     explained = torch._dynamo.explain(step.step)(4)
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
-    assert int(feed.counter) == 1 and step.totals[1] <= 4  # the step ran: the counter moved, errors were counted
+    assert int(feed.counter) == 1  # the step ran: the counter moved
+    # and it counted its top-1 misses (the images of another class than the last: some, not all, so that
+    # misses and hits differ) and summed its loss, the auxiliary heads' weighted in
+    assert 0 < step.totals[1].item() == (y != y[-1]).sum().item() < 4
+    b = b.double()
+    loss = (1 + getattr(model, "aux_weight", 0.0) * (heads - 1)) * (torch.logsumexp(b, 0) - b[y]).sum()
+    assert step.totals[0].item() == pytest.approx(loss.item(), rel=1e-6)
 
 
 def outside_ops(events) -> list[str]:
