@@ -21,6 +21,7 @@ import torch
 import torchvision
 
 import ilsvrc
+from ilsvrc.data.default import located
 from ilsvrc.data.stats import cache_dir
 from ilsvrc.data.store import is_store, pack
 
@@ -28,12 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def default_data(dataset: str = "imagenette") -> Path | None:
-    """``$ILSVRC_DATA/<dataset>``, else ``../shared/datasets/<dataset>`` beside the repo: an image folder or a store."""
-    env = os.environ.get("ILSVRC_DATA")
-    for folder in ([Path(env).expanduser() / dataset] if env else []) + [REPO.parent / "shared" / "datasets" / dataset]:
-        if (folder / "train").is_dir() or is_store(folder):
-            return folder
-    return None
+    """``dataset`` where ilsvrc finds it by name (``$ILSVRC_DATA``, the cache),
+    else ``../shared/datasets/<dataset>`` beside the repo; None if nowhere."""
+    return located(dataset, also=[REPO.parent / "shared" / "datasets"])
 
 
 def default_store_dir() -> Path:

@@ -58,3 +58,30 @@ def test_ilsvrc_data_lists_what_it_finds(home, capsys):
     assert [(d["name"], d["classes"], d["kind"]) for d in found] == [("mini", 3, "image folder")]
     assert main(["data"]) == 0
     assert "mini" in capsys.readouterr().out
+
+
+def test_one_lookup_by_name_for_ilsvrc_the_experiments_and_the_benchmarks(home, tmp_path, tiny_data, monkeypatch):
+    """The experiments' default data and the benchmarks' are found as --data NAME is (issue 25: default_data was
+    written four times, with three different searches)."""
+    import ilsvrc.experiments as experiments
+    from ilsvrc.data.default import located
+
+    shared = tmp_path / "shared"
+    (shared / "cifar10").mkdir(parents=True)
+    (shared / "mini").mkdir()
+    assert located("mini") == home / "mini"
+    assert located("cifar10") is None and located("cifar10", also=[shared]) == shared / "cifar10"
+    assert located("mini", also=[shared]) == home / "mini"  # $ILSVRC_DATA first
+    seen = []
+
+    def find(data):  # what the experiment looks its data up with; stops it there
+        seen.append(data)
+        raise UserError("looked up")
+
+    monkeypatch.setattr(experiments, "find", find)
+    for name, dataset in (("resnet-cifar", "cifar10"), ("vgg-depth", "imagenette")):
+        with pytest.raises(UserError, match="looked up"):
+            experiments.run(name, out=tmp_path / "exp")
+        with pytest.raises(UserError, match="looked up"):
+            experiments.run(name, data="mine", out=tmp_path / "exp")
+    assert seen == ["cifar10", "mine", "imagenette", "mine"]

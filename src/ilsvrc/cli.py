@@ -180,7 +180,7 @@ def _experiment_arguments(sub) -> None:
     r = sub.add_parser("experiment", help="re-run a paper's experiment: its networks, figures and tables (ilsvrc report shows them)")
     r.add_argument("name", help="experiment name; --list shows them", nargs="?")
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
-    r.add_argument("--data", help="a dataset's name or an ImageFolder root (default: $ILSVRC_DATA/cifar10 or /imagenette, as the experiment needs)")
+    r.add_argument("--data", help="a dataset's name or an ImageFolder root (default: the dataset the experiment needs, cifar10 or imagenette, found by name)")
     r.add_argument("--budget", default="quick", choices=BUDGETS,
                    help="quick: small sizes, minutes on a CPU; paper: the paper's recipe, for a GPU (default: quick)")
     r.add_argument("--out", help="output folder (default: experiments/NAME-BUDGET); run again to resume")

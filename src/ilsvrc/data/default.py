@@ -65,6 +65,18 @@ def _is_name(text: str) -> bool:
     return bool(text) and "/" not in text and os.sep not in text and not text.startswith((".", "~"))
 
 
+def located(name: str, also=()) -> Path | None:
+    """The folder of dataset ``name`` under ``homes()``, then the folders
+    ``also`` (a benchmark's ``../shared/datasets``), or None: the one lookup
+    of a dataset by name that ``find``, the experiments and the benchmarks
+    share."""
+    for home in [*homes(), *map(Path, also)]:
+        for folder in (home / name, home / CACHED.get(name, name)):
+            if folder.is_dir():
+                return folder
+    return None
+
+
 def find(data, download=None) -> Path:
     """The folder ``data`` stands for: a dataset name under ``homes()``
     (``cifar10``, ``imagenette``), else a path; ``cifar10`` and ``cifar100``
@@ -72,10 +84,8 @@ def find(data, download=None) -> Path:
     unless a test stands in for the network) and packed into the cache."""
     text = str(data)
     if _is_name(text):
-        for home in homes():
-            for folder in (home / text, home / CACHED.get(text, text)):
-                if folder.is_dir():
-                    return folder
+        if (folder := located(text)) is not None:
+            return folder
         if text in CIFAR and not Path(text).exists():
             return pack_downloaded(text, cache_dir() / "datasets", download or download_cifar)
         if not Path(text).exists():

@@ -73,17 +73,6 @@ def plan(name: str) -> dict:
     return copy.deepcopy(read_toml(__name__, name))
 
 
-def default_data(dataset: str) -> Path:
-    """``$ILSVRC_DATA/<dataset>``: where an experiment's data is when no --data is given."""
-    env = os.environ.get("ILSVRC_DATA")
-    if not env:
-        raise UserError(f"no data: pass --data DIR (this experiment needs {dataset}) or set ILSVRC_DATA")
-    folder = Path(env).expanduser() / dataset
-    if not folder.is_dir():
-        raise UserError(f"ILSVRC_DATA is set but {folder} does not exist; pass --data DIR ({dataset})")
-    return folder
-
-
 def device_name(device: str) -> str:
     """The device in words, for the record."""
     dev = pick_device(device)
@@ -288,7 +277,7 @@ def run(name: str, data=None, out=None, *, budget: str = "quick", device: str = 
         raise UserError(f"experiment {name} has no {budget} budget; its budgets: "
                         f"{', '.join(b for b in BUDGETS if b in p['budget'])}")
     out = Path(out or Path("experiments") / f"{name}-{budget}")
-    source = find(data) if data else default_data(p["dataset"])  # a dataset's name or a path
+    source = find(data or p["dataset"])  # a path, or a dataset's name (under $ILSVRC_DATA, the cache; CIFAR downloaded)
     if not source.is_dir():
         raise UserError(f"data folder {source} does not exist")
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
