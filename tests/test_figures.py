@@ -43,6 +43,18 @@ def test_curves_two_panels_and_hline(tmp_path):
     assert again.read_bytes() == out.read_bytes()  # deterministic
 
 
+def test_a_curve_of_one_point_is_drawn(tmp_path):
+    """A run of one epoch (the resnet-cifar laptop budget) is one point per curve: it shows as a marker, in its
+    colour (drawn as a line alone, it was an empty panel)."""
+    red = {"label": "plain-56 test", "x": [360], "y": [86.1], "style": "solid", "colour": "#ff0000"}
+    image = np.asarray(check_png(figures.curves(tmp_path / "one.png", [{"title": "", "xlabel": "", "ylabel": "",
+                                                                          "series": [red], "ylim": [50, 90]}])))
+    r, g, b = (image[..., i].astype(int) for i in range(3))
+    # red pixels: about 95 for the legend's short line alone (the panel empty), about 255 with the marker drawn
+    # in the panel and in the legend (matplotlib's default 6 pt circle at 100 dpi); the threshold between them
+    assert ((r > 200) & (g < 60) & (b < 60)).sum() > 175
+
+
 def test_curves_rejects_unknown_style(tmp_path):
     panel = {"title": "", "xlabel": "", "ylabel": "", "series": [{"label": "a", "x": [0], "y": [0], "style": "wavy"}]}
     with pytest.raises(ValueError):

@@ -78,7 +78,8 @@ def curves(path, panels: list[dict], *, title: str | None = None) -> Path:
             root = label_root(s["label"])
             colour = s.get("colour") or colours.setdefault(root, cycle[len(colours) % len(cycle)])
             label = s["label"] if s.get("legend", True) else "_nolegend_"  # (further seeds of a series: one entry)
-            ax.plot(s["x"], s["y"], STYLES[style], color=colour, label=label, linewidth=1.6)
+            marker = "o" if len(s["x"]) < 3 else None  # a line of one point draws nothing (a run of one epoch)
+            ax.plot(s["x"], s["y"], STYLES[style], color=colour, label=label, linewidth=1.6, marker=marker)
         if panel.get("hline") is not None:
             ax.axhline(panel["hline"], linestyle=":", color="black", linewidth=1.0)
         if panel.get("ylim") is not None:
