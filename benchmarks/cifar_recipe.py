@@ -55,7 +55,7 @@ import ilsvrc
 from ilsvrc import recipes
 from ilsvrc.data.store import PackedSplit, is_store, open_store
 from ilsvrc.models import build
-from ilsvrc.step import parse_compile
+from ilsvrc.cli import parse_compile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import default_data, machine, resolve_device, sync, write_json  # noqa: E402

@@ -24,7 +24,7 @@ from .experiments import BUDGETS
 from .export import FORMATS as EXPORT_FORMATS
 from .models.alexnet import REMOVABLE
 from .models.layers import ACTIVATIONS
-from .step import parse_bool, parse_compile
+from .step import ALIASES, MODES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,6 +37,26 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_bool(text: str) -> bool:
+    """A boolean from the command line: true/false, 1/0, yes/no or on/off, in any case."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")
+
+
+def parse_compile(text: str) -> bool | str:
+    """A compile setting from the command line: a boolean or a mode name."""
+    text = ALIASES.get(text, text)
+    if text in MODES:
+        return text
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ValueError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}") from None
 
 
 def _typed(parse):

@@ -54,26 +54,6 @@ ALIASES = {"reduce-overhead": "graph"}  # the name of the CUDA-graph mode before
 BACKEND = "inductor"  # torch.compile's backend for the compiled modes
 
 
-def parse_bool(text: str) -> bool:
-    """A boolean from the command line: true/false, 1/0, yes/no or on/off, in any case."""
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, not {text!r}")
-
-
-def parse_compile(text: str) -> bool | str:
-    """A compile setting from the command line: a boolean or a mode name."""
-    text = ALIASES.get(text, text)
-    if text in MODES:
-        return text
-    try:
-        return parse_bool(text)
-    except ValueError:
-        raise ValueError(f"expected true, false or one of {', '.join(MODES)}, not {text!r}") from None
-
-
 def pick_mode(compile: bool | str | None, device: torch.device, distributed: bool) -> str:
     """The step mode for ``compile`` (None: automatic; True: the best compiled
     mode for this run; False: eager; or a mode name)."""
