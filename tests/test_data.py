@@ -10,7 +10,8 @@ from PIL import Image
 from ilsvrc import UserError
 from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.folders import SkippedImageWarning, decode_rgb
-from ilsvrc.data.loaders import EpochOrder, Images, loader
+from ilsvrc.data.loaders import Images, loader
+from ilsvrc.data.order import EpochOrder
 from ilsvrc.data.stats import compute
 from ilsvrc.data.transforms import PaperTransforms
 

@@ -29,7 +29,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ilsvrc import train
 from ilsvrc.data.datasets import open_dataset
-from ilsvrc.data.loaders import Batch
+from ilsvrc.data.order import Batch
 from ilsvrc.data.stats import Stats
 from ilsvrc.data.transforms import PaperTransforms
 from ilsvrc.evaluate import dense_proba, evaluate_model, grid_proba, predict_proba

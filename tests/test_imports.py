@@ -26,7 +26,7 @@ FLOORS = [
     ["device", "distributed", "checkpoint", "run_folder", "spread", "figures"],
     ["data", "data.images", "data.classnames"],  # decoding an image, the stored square
     ["data.folders", "data.stats", "data.store", "data.cifar", "data.datasets", "data.default"],  # datasets and their statistics
-    ["data.transforms", "data.loaders", "data.batched", "data.resident", "data.streamed", "data.sources"],  # batches
+    ["data.transforms", "data.order", "data.loaders", "data.batched", "data.resident", "data.streamed", "data.sources"],  # batches
     ["recipes"],
     ["models"],
     ["metrics", "schedule"],

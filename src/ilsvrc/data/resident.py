@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .batched import BatchTransforms
 from .folders import Rescaled
 from .images import warn_skipped
-from .loaders import Batch, EpochOrder, empty_batch
+from .order import Batch, EpochOrder, empty_batch
 
 
 def nbytes(split, size: int) -> int:

@@ -17,7 +17,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from .batched import BatchTransforms
-from .loaders import Batch, EpochOrder, empty_batch
+from .order import Batch, EpochOrder, empty_batch
 from .store import PackedSplit
 
 READER = "ilsvrc-stream-reader"  # the reading thread's name
