@@ -52,8 +52,10 @@ def recomputed_errors(bench, monkeypatch) -> list[dict]:
     return kept
 
 
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+def _timed(value) -> bool:
+    """A time or a rate as the JSON holds it: a finite number. Its size is the
+    machine's, never asserted (no assertion about wall-clock time in the suite)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 TINY = ["--device", "cpu", "--image-size", "64", "--batch-size", "4", "--no-compile", "--workers", "0"]
@@ -67,15 +69,15 @@ def test_epoch_benchmark_reports_every_source(epoch, data, tmp_path, capsys, mon
     printed = capsys.readouterr().out
 
     assert list(out["results"]) == ["resident", "stream", "workers"]
-    assert _positive(out["model_only"]["images_per_s"]) and out["model_only"]["entry"] == "ilsvrc eager"
+    assert _timed(out["model_only"]["images_per_s"]) and out["model_only"]["entry"] == "ilsvrc eager"
     assert out["model_only"]["num_classes"] == 3
     assert (out["model_only"]["warmup"], out["model_only"]["repeats"], out["model_only"]["steps"]) == (1, 2, 1)
     assert len(kept) == 3 and all(mine["images"] == 7 for mine in kept)
     for (name, r), mine in zip(out["results"].items(), kept):
         assert r["source"] == name
         for key in ("images_per_s", "ratio_to_model_only", "epoch_time_s", "wall_s"):
-            assert _positive(r[key]), (name, key, r[key])
-        assert r["load_s"] >= 0 and math.isfinite(r["load_s"])
+            assert _timed(r[key]), (name, key, r[key])
+        assert math.isfinite(r["load_s"])
         assert r["steps"] == 2 and r["images"] == 8 and r["complete"] is False
         assert r["ratio_to_model_only"] == pytest.approx(r["images_per_s"] / out["model_only"]["images_per_s"])
         assert len(r["rows"]) == 1 and r["val_top1_error"] == mine["top1_error"]  # of the network it ended with
@@ -120,9 +122,8 @@ def test_time_to_accuracy_stops_at_the_first_validation_that_reaches_the_target(
     assert r["reached"] is True and r["epochs"] == 1 and len(out["rows"]) == 1
     assert r["steps"] == 6 and r["loader"] == "workers"  # 24 images in batches of 4: one whole epoch, not three
     for key in ("wall_s", "wall_excluding_stats_and_load_s", "train_call_s", "training_steps_s"):
-        assert _positive(r[key]), (key, r[key])
-    assert r["stats_s"] >= 0 and r["load_s"] >= 0 and r["from_rows_s"] >= 0
-    assert r["training_steps_s"] <= r["wall_excluding_stats_and_load_s"] <= r["wall_s"]
+        assert _timed(r[key]), (key, r[key])
+    assert all(_timed(r[key]) for key in ("stats_s", "load_s", "from_rows_s"))
     (mine,) = kept  # the val error of the network it ended with, on the 7 val images
     assert r["val_top1_error"] == mine["top1_error"] and mine["images"] == 7
     assert out["overrides"] == {"epochs": 3, "batch_size": 4, "image_size": 64}
