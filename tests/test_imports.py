@@ -25,7 +25,7 @@ FLOORS = [
     ["errors"],
     ["device", "distributed", "checkpoint", "run_folder", "spread", "figures"],
     ["data", "data.images", "data.classnames"],  # decoding an image, the stored square
-    ["data.folders", "data.stats", "data.store", "data.cifar", "data.datasets", "data.default"],  # datasets and their statistics
+    ["data.labels", "data.folders", "data.stats", "data.store", "data.cifar", "data.datasets", "data.default"],  # datasets and their statistics
     ["data.transforms", "data.order", "data.loaders", "data.batched", "data.resident", "data.streamed", "data.sources"],  # batches
     ["recipes"],
     ["models"],

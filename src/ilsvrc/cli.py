@@ -72,6 +72,13 @@ def _typed(parse):
     return convert
 
 
+def _val_labels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--val-labels", metavar="FILE",
+                   help="the labels of a flat val/ (or test/): Kaggle's LOC_val_solution.csv, lines IMAGE,CLASS or IMAGE"
+                   " CLASS, or one class a line in file name order (WordNet ids, or the devkit's"
+                   " ILSVRC2012_validation_ground_truth.txt with its meta.mat beside it); Kaggle's layout needs none")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (default: the GPU if any), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, default=None, help="loader worker processes (default: one per core, up to 8)")
@@ -92,8 +99,10 @@ def _train_arguments(sub) -> None:
     t = sub.add_parser("train", help="train a recipe (default: the AlexNet paper's)")
     t.add_argument("--recipe", default="alexnet", help="recipe name (default: alexnet; `ilsvrc models` lists them)")
     t.add_argument("--model", help="another network of the recipe than its default (e.g. resnet-110 with --recipe resnet-cifar)")
-    t.add_argument("--data", help="a dataset's name (`ilsvrc data` lists them: cifar10, imagenette...) or an ImageFolder root with"
-                   " train/ and val/ (default: $ILSVRC_DATA/imagenette, or Imagenette downloaded to the cache)")
+    t.add_argument("--data", help="a dataset's name (`ilsvrc data` lists them: cifar10, imagenette...), an ImageFolder root with"
+                   " train/ and val/, or Kaggle's ImageNet (default: $ILSVRC_DATA/imagenette, or Imagenette downloaded to"
+                   " the cache)")
+    _val_labels(t)
     t.add_argument("--out", help="run directory (default: runs/RECIPE)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--epochs", type=int, help="recipe override: epochs")
@@ -147,6 +156,7 @@ def _eval_arguments(sub) -> None:
     e = sub.add_parser("eval", help="top-1 and top-5 error of a checkpoint on the held-out split")
     e.add_argument("checkpoint", help="a .pt file or a run directory (its best.pt, else last.pt)")
     e.add_argument("--data", help="ImageFolder root (default: the data the checkpoint was trained on)")
+    _val_labels(e)
     e.add_argument("--ten-crop", action="store_true", help="average the softmax over ten crops (same as --views ten-crop)")
     e.add_argument("--views", choices=VIEWS, help="test views: centre (default), ten-crop, dense (fully convolutional,"
                    " multi-scale), multi-crop (5x5 grid per scale), 144-crop (GoogLeNet)")
@@ -171,9 +181,10 @@ def _predict_arguments(sub) -> None:
 
 def _pack_arguments(sub) -> None:
     k = sub.add_parser("pack", help="write a dataset once, rescaled, into a compact memory-mappable store")
-    k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/), or CIFAR's pickles as torchvision"
-                   " downloads them (cifar-10-batches-py, cifar-100-python, or a folder holding one)")
+    k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/), Kaggle's ImageNet, or CIFAR's pickles"
+                   " as torchvision downloads them (cifar-10-batches-py, cifar-100-python, or a folder holding one)")
     k.add_argument("out", help="the store folder to create")
+    _val_labels(k)
     k.add_argument("--size", type=int, default=None, help="side of the stored images (default: 256, the paper's; CIFAR's pickles: 32 only)")
     k.add_argument("--format", default=None, choices=("jpeg", "raw"), help="jpeg (compact, default) or raw pixels (CIFAR's pickles: raw only)")
     k.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
@@ -231,6 +242,7 @@ def _data_arguments(sub) -> None:
 def _stats_arguments(sub) -> None:
     s = sub.add_parser("stats", help="compute (or show the cached) mean image and RGB eigenvectors of a training set")
     s.add_argument("data", help="ImageFolder root with train/")
+    _val_labels(s)
     s.add_argument("--recipe", default="alexnet", help="recipe whose rescaled size to use (default: alexnet)")
     s.add_argument("--image-size", type=int, help="network input size; the rescaled size follows as in train")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -260,7 +272,8 @@ def _train(a) -> int:
     overrides.update({k: v for k in ("epochs", "batch_size", "lr", "image_size", *SWITCHES) if (v := getattr(a, k)) is not None})
     run = dict(max_steps=a.max_steps, device=a.device, workers=a.workers, seed=a.seed, resume=a.resume,
                progress=not a.no_progress, checkpoint_minutes=a.checkpoint_minutes, data_loader=a.loader,
-               compile=a.compile, precision=a.precision, model=a.model, init_from=a.init_from, preset=a.preset, **overrides)
+               compile=a.compile, precision=a.precision, model=a.model, init_from=a.init_from, preset=a.preset,
+               val_labels=a.val_labels, **overrides)
     out = a.out or f"runs/{a.model or a.recipe}"
     if a.stack and a.runs == 1:
         raise UserError("--stack stacks the runs of --runs N: give N > 1")
@@ -281,7 +294,7 @@ def _eval(a) -> int:
 
     r = evaluate(
         a.checkpoint, a.data, ten_crop=a.ten_crop, views=a.views, scales=a.scales, batch_size=a.batch_size,
-        device=a.device, workers=a.workers, progress=not a.no_progress, data_loader=a.loader,
+        device=a.device, workers=a.workers, progress=not a.no_progress, data_loader=a.loader, val_labels=a.val_labels,
     )
     if a.json:
         print(json.dumps(r))
@@ -351,7 +364,7 @@ def _stats(a) -> int:
 
     root = find(a.data)
     size = recipes.resolve(a.recipe, image_size=a.image_size).data.resize
-    st, path = for_dataset(root, size, workers=a.workers, progress=not a.no_progress)
+    st, path = for_dataset(root, size, workers=a.workers, progress=not a.no_progress, val_labels=a.val_labels)
     summary = {
         "size": st.size,
         "images": st.count,
@@ -376,10 +389,12 @@ def _pack(a) -> int:
 
     data = find(a.data)
     if pickles_at(data):  # CIFAR as torchvision downloads it: its own pixels, raw
+        if a.val_labels is not None:
+            raise UserError(f"--val-labels labels a flat val/ folder; {data} holds CIFAR's pickles, labelled already")
         m = pack_cifar(data, a.out, size=a.size, encoding=a.format, part_mib=a.part_size, progress=not a.no_progress)
     else:
         m = pack(data, a.out, size=256 if a.size is None else a.size, encoding=a.format or "jpeg", quality=a.quality,
-                 part_mib=a.part_size, workers=a.workers, progress=not a.no_progress)
+                 part_mib=a.part_size, workers=a.workers, progress=not a.no_progress, val_labels=a.val_labels)
     for name, info in m["splits"].items():
         size = sum((Path(a.out) / p["file"]).stat().st_size for p in info["parts"])
         left_out = f", {len(info['skipped'])} unreadable left out" if info["skipped"] else ""

@@ -19,6 +19,8 @@ and works from a packed store), 144-crop from the original files.
 Errors are percentages, as the papers report them.
 """
 
+from pathlib import Path
+
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
@@ -121,6 +123,14 @@ def evaluate_model(model: torch.nn.Module, batches, device: torch.device, progre
     return {"top1_error": 100.0 * top1 / n, "top5_error": 100.0 * top5 / n, "images": n}
 
 
+def checkpoint_labels(ckpt: dict | None, root) -> str | None:
+    """The labels file of a flat val/ that the checkpoint's run was given,
+    where ``root`` is the data it was trained on (data/labels.py)."""
+    if ckpt is None or Path(root).resolve() != Path(ckpt["data_root"]):
+        return None
+    return ckpt.get("val_labels")
+
+
 def evaluate(
     checkpoint,
     data,
@@ -133,9 +143,11 @@ def evaluate(
     workers: int | None = None,
     progress: bool = True,
     data_loader: str = "auto",
+    val_labels=None,
 ) -> dict:
     """Top-1 and top-5 error of a checkpoint on the held-out split of ``data``
-    (default: the dataset the checkpoint was trained on), under ``views``
+    (default: the dataset the checkpoint was trained on, with the labels file
+    of its flat val/; ``val_labels``: another's, data/labels.py), under ``views``
     (one of ``VIEWS``; default centre, or ten-crop with ``ten_crop``) at the
     test ``scales`` (default: the recipe's). Centre and ten-crop views come
     from the batch sources training validates with (``data_loader``:
@@ -145,7 +157,8 @@ def evaluate(
     if views not in VIEWS:
         raise UserError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
     ckpt = ckpts.load(checkpoint)
-    dataset = open_dataset(find(data) if data else ckpt["data_root"], need_train=False)
+    root = find(data or ckpt["data_root"])
+    dataset = open_dataset(root, need_train=False, val_labels=val_labels or checkpoint_labels(ckpt, root))
     if dataset.classes != ckpt["classes"]:
         raise UserError(
             f"{dataset.heldout.root} has {len(dataset.classes)} classes that differ from the checkpoint's {len(ckpt['classes'])}"

@@ -111,7 +111,7 @@ def sidecar(ckpt: dict, checkpoint, model_file: Path, format: str) -> dict:
         "recipe": plan.get("recipe"),
         "paper": entry(plan["network"]).paper,
         "classes": list(classes),
-        "names": [display_name(c) for c in classes],
+        "names": [display_name(c, ckpt.get("names")) for c in classes],
         "input": {
             "name": INPUT_NAME,
             "shape": ["batch", 3, size, size],

@@ -34,7 +34,7 @@ def predict(checkpoint, images: list, *, top: int = TOP_K, ten_crop: bool = Fals
             {
                 "image": str(path),
                 "top": [
-                    {"class": classes[i], "name": display_name(classes[i]), "probability": float(q)}
+                    {"class": classes[i], "name": display_name(classes[i], ckpt.get("names")), "probability": float(q)}
                     for q, i in zip(p.tolist(), idx.tolist())
                 ],
             }

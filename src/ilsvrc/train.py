@@ -43,7 +43,7 @@ from .data.transforms import PaperTransforms
 from .device import check_precision, default_workers, pick_device, uses_bf16
 from .distributed import World, join, leave
 from .errors import Diverged, Interrupted, UserError
-from .evaluate import evaluate_model
+from .evaluate import checkpoint_labels, evaluate_model
 from .models import check_recipe, for_recipe
 from .run_folder import RunFolder
 from .schedule import Schedule
@@ -131,7 +131,7 @@ class Run:
         """What ``best.pt`` and ``last.pt`` both hold."""
         return {"format": 2, "config": self.recipe.to_dict(), "data_root": str(self.root.resolve()), "seed": self.seed,
                 "classes": self.dataset.classes, "stats": self.stats.to_dict(), "model": self.model.state_dict(),
-                **state.to_dict()}
+                **_labels_and_names(self.dataset), **state.to_dict()}
 
     def diverged(self, state: TrainState, what: str) -> Diverged:
         last = self.folder.last
@@ -247,12 +247,14 @@ def prepare(
     init_from=None,
     label: str | None = None,
     preset: str | None = None,
+    val_labels=None,
     **overrides,
 ) -> tuple[Run, TrainState]:
     """Check every setting, then build the model, optimizer, schedule, batches
     and state (fresh, or from ``last.pt``) and open the run folder. (docs/architecture.md:
     a user error leaves the run folder as it was, so nothing is written before
-    everything is checked.) ``label``: the run's name before its lines."""
+    everything is checked.) ``label``: the run's name before its lines.
+    ``val_labels``: the labels file of the data's flat ``val/`` (data/labels.py)."""
     folder = RunFolder(out)
     ckpt = folder.last_checkpoint() if resume else None
     if data_loader not in KINDS:
@@ -262,14 +264,8 @@ def prepare(
     if preset is not None:
         overrides = recipes.preset(recipe, preset) | {k: v for k, v in overrides.items() if v is not None}
     plan = _plan(recipe, ckpt, overrides, model)  # typed and checked: recipes.Recipe
-    if ckpt is not None:
-        seed, data = ckpt["seed"], data or ckpt["data_root"]
-    root = find(data) if data else default_data()  # a dataset's name or a path
-    dataset = open_dataset(root)
-    if ckpt is None:
-        folder.check_unused()  # after the data: a bad --data is the news
-    elif dataset.classes != ckpt["classes"]:
-        raise UserError(f"{root} has other classes than the checkpoint in {folder.path}")
+    seed = ckpt["seed"] if ckpt is not None else seed
+    root, dataset = _open_data(data, val_labels, ckpt, folder)
     torch.manual_seed(seed)  # the initial weights (Sec. 5) follow the seed
     net = for_recipe(plan, len(dataset.classes))
     dev, world, mode = _placement(device, compile, precision)
@@ -300,12 +296,36 @@ def prepare(
               until_top1_error=until_top1_error, until_train_error=until_train_error,
               say_if_long=dev.type == "cpu" and preset is None)
     if world.main:
-        folder.open({"recipe": plan.to_dict(), "data_root": str(root.resolve()), "seed": seed, "classes": dataset.classes,
+        folder.open({"recipe": plan.to_dict(), "data_root": str(root.resolve()), **_labels_and_names(dataset, names=False),
+                     "seed": seed, "classes": dataset.classes,
                      "processes": world.size, "loader": batches.kind,
                      "precision": "bf16" if uses_bf16(dev, precision) else "float32"}, resumed_step=None if ckpt is None else state.step)
         _say_plan(run, state)
     run.first_step, run.started = state.step, time.perf_counter()
     return run, state
+
+
+def _labels_and_names(dataset, names: bool = True) -> dict:
+    """What a checkpoint (and, without the names, config.json) keeps of the
+    data beside its root: the labels file of a flat val/ (given again on
+    resume and to eval) and the dataset's own class names (predict's)."""
+    return ({"val_labels": str(dataset.val_labels)} if dataset.val_labels is not None else {}) | (
+        {"names": dict(dataset.names)} if names and dataset.names else {})
+
+
+def _open_data(data, val_labels, ckpt: dict | None, folder: RunFolder):
+    """``(root, dataset)``: ``data`` (a dataset's name or a path), else the
+    checkpoint's data (with its labels file, unless another is given), else
+    the default; a fresh run's folder checked unused after the data (a bad
+    --data is the news)."""
+    data = data or (ckpt["data_root"] if ckpt is not None else None)
+    root = find(data) if data else default_data()  # a dataset's name or a path
+    dataset = open_dataset(root, val_labels=val_labels or checkpoint_labels(ckpt, root))
+    if ckpt is None:
+        folder.check_unused()
+    elif dataset.classes != ckpt["classes"]:
+        raise UserError(f"{root} has other classes than the checkpoint in {folder.path}")
+    return root, dataset
 
 
 def _train_step(model: torch.nn.Module, net: torch.nn.Module, opt: torch.optim.SGD, dev: torch.device, mode: str,

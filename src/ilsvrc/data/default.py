@@ -97,6 +97,7 @@ def find(data, download=None) -> Path:
 def available() -> list[dict]:
     """The datasets under ``homes()``: name, path, kind (folder or packed
     store) and the number of classes, for ``ilsvrc data``."""
+    from .labels import kaggle_layout
     from .store import MANIFEST
 
     found = []
@@ -106,7 +107,7 @@ def available() -> list[dict]:
                 manifest = json.loads((folder / MANIFEST).read_text())
                 found.append({"name": folder.name, "path": str(folder), "kind": f"packed store, {manifest['size']} px",
                               "classes": len(manifest["classes"])})
-            elif (folder / "train").is_dir():
-                classes = [c for c in (folder / "train").iterdir() if c.is_dir()]
+            elif (train := kaggle_layout(folder)[0] / "train").is_dir():  # (Kaggle's: ILSVRC/Data/CLS-LOC/train)
+                classes = [c for c in train.iterdir() if c.is_dir()]
                 found.append({"name": folder.name, "path": str(folder), "kind": "image folder", "classes": len(classes)})
     return found

@@ -4,21 +4,25 @@
 ``test/`` as the held-out split when there is no ``val/``). Also Tiny
 ImageNet's layout: ``train/<wnid>/images/<image>`` (a class folder's images
 may lie in subfolders) and ``val/images/<image>`` with ``val/val_annotations.txt``
-giving each image's class (``file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h``). Images are decoded
+giving each image's class (``file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h``). A flat ``val/`` takes
+its labels from a file (``--val-labels``), and Kaggle's ImageNet, whose
+``ILSVRC/Data/CLS-LOC/val/`` is flat, from its own (``labels.py``). Images are decoded
 to RGB whatever they hold (greyscale, CMYK, a PNG behind a .JPEG name: all
 occur in real ImageNet); a file nothing can decode is reported, not fatal.
 """
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from ..errors import UserError
+from .classnames import read_synsets
 from .images import SkippedImageWarning, decode_rgb, rescale, warn_skipped  # noqa: F401 (also imported from here)
+from .labels import KAGGLE_LABELS, KAGGLE_SYNSETS, check_flat, kaggle_layout, loose_images, read_labels
 
 HELD_OUT = ("val", "test")  # the held-out split: val/ if present, else test/
 ANNOTATIONS = "val_annotations.txt"  # Tiny ImageNet's held-out labels, beside images/
@@ -72,6 +76,8 @@ class Dataset:
     classes: list[str]
     train: Split
     heldout: Split
+    names: dict[str, str] = field(default_factory=dict)  # a class's name where the dataset gives one (classnames.py)
+    val_labels: Path | None = None  # the labels file given for a flat held-out folder (labels.py)
 
 
 def _classes(folder: Path) -> list[str]:
@@ -90,39 +96,77 @@ def _items(name: str, folder: Path, classes: list[str]) -> Split:
     return Split(name, folder, items)
 
 
-def open_folder(root: str | os.PathLike, need_train: bool = True) -> Dataset:
+def open_folder(root: str | os.PathLike, need_train: bool = True, val_labels=None) -> Dataset:
     """Check the ImageFolder layout of ``root`` and list its images.
 
     With ``need_train=False`` (evaluation) a missing ``train/`` is allowed and
-    the class list comes from the held-out split. ``datasets.open_dataset``
-    opens a packed store as well.
+    the class list comes from the held-out split. ``val_labels``: the labels
+    file of a flat ``val/`` (or ``test/``), or None; Kaggle's layout brings
+    its own (``labels.py``). ``datasets.open_dataset`` opens a packed store
+    as well.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist or is not a folder")
-    heldout_dir = next((root / s for s in HELD_OUT if (root / s).is_dir()), None)
-    train_dir = root / "train"
+    images, kaggle = kaggle_layout(root)
+    heldout_dir = next((images / s for s in HELD_OUT if (images / s).is_dir()), None)
+    train_dir = images / "train"
     if heldout_dir is None:
         raise UserError(f"{root} has no val/ or test/ folder (expected {root}/train/<class>/... and {root}/val/<class>/...)")
     if need_train and not train_dir.is_dir():
         raise UserError(f"{root} has no train/ folder (expected {root}/train/<class>/...)")
-    annotated = _annotations(heldout_dir) if (heldout_dir / ANNOTATIONS).is_file() else None
-    heldout_classes = sorted({c for _, c in annotated}) if annotated is not None else _classes(heldout_dir)
-    classes = _classes(train_dir) if train_dir.is_dir() else heldout_classes
-    if classes != heldout_classes:
-        only_train = sorted(set(classes) - set(heldout_classes))
-        only_held = sorted(set(heldout_classes) - set(classes))
-        raise UserError(
-            f"{train_dir} and {heldout_dir} have different classes"
-            f" (only in train: {', '.join(only_train[:3]) or '-'}; only in {heldout_dir.name}: {', '.join(only_held[:3]) or '-'})"
-        )
+    labels = Path(val_labels).expanduser() if val_labels is not None else None
+    if labels is None and kaggle is not None and (kaggle / KAGGLE_LABELS).is_file() and loose_images(heldout_dir):
+        labels = kaggle / KAGGLE_LABELS  # Kaggle's flat val/, labelled beside it
+    synsets = next((p for p in (kaggle, labels and labels.parent) if p and (p / KAGGLE_SYNSETS).is_file()), None)
+    names = read_synsets(synsets / KAGGLE_SYNSETS) if synsets else {}
+    train_classes = _in_order(_classes(train_dir), names, synsets) if train_dir.is_dir() else None
+    if labels is not None:  # the labels name classes of train/, else of the synset mapping, else any
+        known, where = (train_classes, train_dir) if train_classes else (list(names), synsets and synsets / KAGGLE_SYNSETS)
+        annotated = read_labels(labels, heldout_dir, known or None, str(where))
+        classes = known or sorted({c for _, c in annotated})
+    else:
+        annotated, classes = _heldout_classes(heldout_dir, train_dir, train_classes)
     train = _items("train", train_dir, classes) if train_dir.is_dir() else Split("train", train_dir, [])
     if annotated is not None:
         index = {c: i for i, c in enumerate(classes)}
         heldout = Split(heldout_dir.name, heldout_dir, [(path, index[c]) for path, c in annotated])
     else:
         heldout = _items(heldout_dir.name, heldout_dir, classes)
-    return Dataset(root, classes, train, heldout)
+    given = None if val_labels is None else labels.resolve()
+    return Dataset(root, classes, train, heldout, {c: names[c] for c in classes if c in names}, given)
+
+
+def _in_order(classes: list[str], names: dict[str, str], synsets: Path | None) -> list[str]:
+    """The classes of train/ in the order of the synset mapping ``names``
+    (Kaggle's ``LOC_synset_mapping.txt``: the class index users expect), or
+    as they are (sorted) without one."""
+    if not names:
+        return classes
+    unknown = next((c for c in classes if c not in names), None)
+    if unknown is not None:
+        raise UserError(f"class {unknown} of train/ is not in {synsets / KAGGLE_SYNSETS}")
+    present = set(classes)
+    return [c for c in names if c in present]
+
+
+def _heldout_classes(heldout_dir: Path, train_dir: Path, train_classes: list[str] | None):
+    """``(Tiny ImageNet's (image, class) pairs or None, the classes)`` of a
+    held-out split in class folders (or with ``val_annotations.txt``), its
+    classes those of train/."""
+    annotated = _annotations(heldout_dir) if (heldout_dir / ANNOTATIONS).is_file() else None
+    if annotated is None:
+        check_flat(heldout_dir)
+    heldout_classes = sorted({c for _, c in annotated}) if annotated is not None else _classes(heldout_dir)
+    classes = train_classes if train_classes is not None else heldout_classes
+    if sorted(classes) != heldout_classes:
+        only_train = sorted(set(classes) - set(heldout_classes))
+        only_held = sorted(set(heldout_classes) - set(classes))
+        raise UserError(
+            f"{train_dir} and {heldout_dir} have different classes"
+            f" (only in train: {', '.join(only_train[:3]) or '-'}; only in {heldout_dir.name}: {', '.join(only_held[:3]) or '-'})"
+        )
+    return annotated, classes
 
 
 def _annotations(folder: Path) -> list[tuple[str, str]]:

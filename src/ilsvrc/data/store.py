@@ -5,7 +5,7 @@ as the paper does (shorter side to ``size``, central ``size x size`` square),
 and writes it, with the labels, the class names and the training set's
 statistics, into a folder of memory-mappable files::
 
-    OUT/ilsvrc-store.json          what is where (format, size, encoding, classes, splits, parts)
+    OUT/ilsvrc-store.json          what is where (format, size, encoding, classes, splits, parts; names)
     OUT/stats.pt                   mean image and RGB eigen of the training split
     OUT/<split>.labels.npy         int64 labels
     OUT/<split>-00000.bin          raw: uint8 images (3, size, size) back to back
@@ -148,7 +148,7 @@ def open_store(root: Path, need_train: bool = True) -> Dataset:
     if missing:
         raise UserError(f"store {root} is incomplete: {missing[0]} is missing")
     train = PackedSplit(root, "train", splits["train"], manifest) if "train" in splits else Split("train", root / "train", [])
-    return Dataset(root, manifest["classes"], train, PackedSplit(root, heldout, splits[heldout], manifest))
+    return Dataset(root, manifest["classes"], train, PackedSplit(root, heldout, splits[heldout], manifest), manifest.get("names", {}))
 
 
 class _Encoder(torch.utils.data.Dataset):
@@ -193,8 +193,10 @@ def pack(
     part_mib: float = 1024,
     workers: int | None = None,
     progress: bool = True,
+    val_labels=None,
 ) -> dict:
-    """Pack the ImageFolder dataset ``data`` into the store ``out``; its manifest."""
+    """Pack the ImageFolder dataset ``data`` into the store ``out``; its
+    manifest. ``val_labels``: the labels file of a flat ``val/`` (``labels.py``)."""
     out = Path(out)
     if encoding not in ENCODINGS:
         raise UserError(f"--format must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
@@ -205,12 +207,12 @@ def pack(
     check_out(out)
     if is_store(Path(data).expanduser()):
         raise UserError(f"{data} is already a packed store")
-    dataset = open_folder(data)
+    dataset = open_folder(data, val_labels=val_labels)
     workers = default_workers(workers)
     splits = {split.name: (len(split), _encoded(split, size, encoding, quality, workers))
               for split in (dataset.train, dataset.heldout)}
     return write_store(out, dataset.classes, splits, size=size, encoding=encoding, quality=quality, part_mib=part_mib,
-                       source=dataset.root, progress=progress)
+                       source=dataset.root, progress=progress, names=dataset.names)
 
 
 def _encoded(split: Split, size: int, encoding: str, quality: int, workers: int):
@@ -229,7 +231,7 @@ def check_out(out: Path) -> None:
 
 
 def write_store(out, classes: list[str], splits: dict, *, size: int, encoding: str, quality: int | None,
-                part_mib: float, source, progress: bool = True) -> dict:
+                part_mib: float, source, progress: bool = True, names: dict | None = None) -> dict:
     """Write the store ``out`` from images already decoded and encoded; its manifest.
 
     ``splits`` maps each split's name (``train`` first: its images make the
@@ -250,7 +252,7 @@ def write_store(out, classes: list[str], splits: dict, *, size: int, encoding: s
             "format": "ilsvrc-store", "version": FORMAT_VERSION, "size": size, "encoding": encoding,
             "quality": quality, "classes": classes, "source": str(Path(source).resolve()),
             "stats": "stats.pt", "splits": {},
-        }
+        } | ({"names": names} if names else {})  # the dataset's own class names (classnames.py)
         acc = Accumulator(size)
         for name, (count, items) in splits.items():
             manifest["splits"][name] = _write_split(
