@@ -43,6 +43,13 @@ def make_images(root: Path, classes: int, per_class: int, size=(40, 52), seed: i
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"img{i:04d}.jpg", quality=92)
 
 
+def make_cifar_like(root: Path, classes: int, train: int, test: int, seed: int = 0) -> Path:
+    """A CIFAR-shaped ImageFolder at ``root``: 32x32 images, ``train`` and ``test`` per class (train/, test/)."""
+    make_images(root, classes, train, size=(32, 32), seed=seed, split="train")
+    make_images(root, classes, test, size=(32, 32), seed=seed + 1, split="test")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """Three generated classes, a few images each, in train/ and val/."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_images
+from conftest import make_cifar_like
 from ilsvrc import experiments
 from ilsvrc.cli import main
 from ilsvrc.experiments import alexnet_fig1, resnet_cifar
@@ -163,8 +163,7 @@ def test_the_sweep_budget_tries_each_rate_of_its_grid(tmp_path):
 
 
 def test_a_budget_an_experiment_lacks_is_one_line(capsys, tmp_path):
-    make_images(tmp_path / "d", 2, 2, size=(32, 32), split="train")
-    make_images(tmp_path / "d", 2, 2, size=(32, 32), split="test")
+    make_cifar_like(tmp_path / "d", 2, 2, 2)
     assert main(["experiment", "nin-cifar", "--budget", "laptop", "--data", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "experiment nin-cifar has no laptop budget; its budgets: quick, paper" in err and err.count("\n") == 1
@@ -172,10 +171,7 @@ def test_a_budget_an_experiment_lacks_is_one_line(capsys, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("claims-data")
-    make_images(root, 3, 8, size=(32, 32), seed=7, split="train")
-    make_images(root, 3, 4, size=(32, 32), seed=8, split="test")
-    return root
+    return make_cifar_like(tmp_path_factory.mktemp("claims-data"), 3, 8, 4, seed=7)
 
 
 def _shrunk(monkeypatch, name: str, **budget):

@@ -11,7 +11,7 @@ import statistics
 import pytest
 import torch
 
-from conftest import load_benchmark, make_images
+from conftest import load_benchmark, make_cifar_like
 from ilsvrc.spread import Spread, difference, verdict
 
 fidelity = load_benchmark("fidelity")
@@ -19,10 +19,7 @@ fidelity = load_benchmark("fidelity")
 
 @pytest.fixture(scope="module")
 def cifar_like(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fidelity-data")
-    make_images(root, 4, 10, size=(32, 32), seed=5, split="train")
-    make_images(root, 4, 5, size=(32, 32), seed=6, split="test")
-    return root
+    return make_cifar_like(tmp_path_factory.mktemp("fidelity-data"), 4, 10, 5, seed=5)
 
 
 def test_the_difference_and_its_standard_error():
