@@ -69,6 +69,28 @@ def test_warm_up_holds_the_small_rate_until_the_training_error_is_below_the_thre
     assert lr_of((o := optimizer(), Schedule(o, table, 0.1, "resnet-20"))[0]) == pytest.approx(0.1)  # only the deep ones
 
 
+def test_warm_up_steps_end_the_warm_up_whatever_the_error_and_the_milestones_follow():
+    table = {"kind": "steps", "factor": 0.1, "milestones": [6, 8], "iterations": 10, "warmup_lr": 0.01,
+             "warmup_until_error": 80.0, "warmup_models": ["plain-56"], "warmup_steps": 3}
+    opt = optimizer()
+    s = Schedule(opt, table, 0.1, "plain-56")
+    lrs = []
+    for step in range(1, 11):
+        s.after_interval(95.0)  # never below 80%: only the step count ends the warm-up
+        lrs.append(lr_of(opt))
+        s.after_step(step)
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    s2 = Schedule(o := optimizer(), table, 0.1, "plain-56")
+    s2.after_step(1)
+    s2.after_interval(50.0)  # below 80% first: the error ends it at step 1
+    assert lr_of(o) == pytest.approx(0.1)
+    s3 = Schedule(o3 := optimizer(), {**table, "warmup_steps": 0}, 0.1, "plain-56")  # 0: no limit
+    s3.after_step(5)
+    assert lr_of(o3) == pytest.approx(0.01)
+    with pytest.raises(UserError):
+        Schedule(optimizer(), {**table, "warmup_steps": -1}, 0.1, "x")
+
+
 def test_an_unknown_or_incomplete_schedule_is_a_user_error():
     with pytest.raises(UserError):
         Schedule(optimizer(), {"kind": "cosine"}, 0.1, "x")

@@ -9,7 +9,8 @@
 
 An optional warm-up (ResNet Sec. 4.2, the 110-layer network) trains at
 ``warmup_lr`` until the training error is below ``warmup_until_error``
-percent, then goes back to the schedule.
+percent (or, where ``warmup_steps`` is set, until that many steps are done,
+whichever comes first), then goes back to the schedule.
 
 The learning rate is a function of the position (step, epoch) and of the
 schedule's own state, which ``state_dict`` holds so that a resumed run
@@ -77,8 +78,9 @@ class Schedule:
     def after_step(self, step: int) -> None:
         """Called after optimizer step number ``step`` (1-based)."""
         self.step_count = step
-        if self.kind == "steps":
-            self._apply()
+        if self.warming and self.table.warmup_steps and step >= self.table.warmup_steps:
+            self.warming = False
+        self._apply()  # writes only a changed rate
 
     def after_interval(self, train_error: float) -> None:
         """Called with the training error (percent) of the last few steps."""

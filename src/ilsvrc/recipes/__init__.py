@@ -44,7 +44,8 @@ top level  ``title`` (the paper), ``network`` (the registry name of the model
            ``iterations``), "exponential" (``factor``, ``every``, ``epochs``:
            multiply by factor every ``every`` epochs). Optional warm-up:
            ``warmup_lr`` until the training error (percent) is below
-           ``warmup_until_error``, for the models in ``warmup_models``.
+           ``warmup_until_error``, for the models in ``warmup_models``;
+           ``warmup_steps`` ends it after that many steps at the latest.
 """
 
 import copy

@@ -120,6 +120,7 @@ class ScheduleTable(_Table):
     warmup_lr: float | None = None
     warmup_until_error: float | None = None
     warmup_models: list | None = None
+    warmup_steps: int | None = None  # the warm-up ends here at the latest, whatever the error (0: no limit)
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
@@ -134,6 +135,8 @@ class ScheduleTable(_Table):
             raise UserError(f"the schedule's factor must be a positive number, not {self.factor!r}")
         if self.warmup_lr is not None and self.warmup_until_error is None:
             raise UserError("a warm-up (warmup_lr) needs warmup_until_error")
+        if self.warmup_steps is not None and not (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0):
+            raise UserError(f"warmup_steps must be a whole number, at least 0 (no limit), not {self.warmup_steps!r}")
 
 
 @dataclass(frozen=True)
