@@ -209,3 +209,13 @@ def test_torchvisions_download_through_a_local_network(cache, tmp_path, monkeypa
     assert find("cifar100") == cache / "cifar100"
     assert_bit_for_bit(open_dataset(cache / "cifar100"), fine, ref)
     assert sorted(p.name for p in cache.iterdir()) == ["cifar100"]
+
+
+def test_a_download_failing_without_a_message_names_the_failure(cache, capsys, monkeypatch):
+    def reset(name, folder):
+        raise ConnectionResetError()  # no message at all: the reason is its type's name
+
+    monkeypatch.setattr(default, "download_cifar", reset)
+    assert main(["train", "--data", "cifar10", "--out", "run", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "could not be downloaded (ConnectionResetError)" in err

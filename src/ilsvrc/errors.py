@@ -18,3 +18,10 @@ class Diverged(UserError):
 
 class Interrupted(Exception):
     """Training stopped on SIGINT or SIGTERM after saving its place."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has
+    none): the reason a one-line error gives for what failed beneath it."""
+    text = str(e)
+    return text.splitlines()[0] if text.strip() else type(e).__name__

@@ -45,7 +45,7 @@ import torch
 from torch.nn import functional as F
 
 from .device import autocast
-from .errors import UserError
+from .errors import UserError, first_line
 from .metrics import count_errors
 from .schedule import lr_as_floats, lr_as_tensors
 
@@ -196,7 +196,7 @@ class CapturedStep:
                 fn(n, *args)
         except RuntimeError as e:  # a capture that fails executes nothing: run the step as it is
             warnings.warn(f"the training step on {n} images could not be captured as a CUDA graph "
-                          f"({str(e).splitlines()[0]}); it runs uncaptured, slower")
+                          f"({first_line(e)}); it runs uncaptured, slower")
             self._uncaptured.add(n)
             return fn(n, *args)
         self._graphs[n] = graph

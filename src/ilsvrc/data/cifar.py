@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .store import check_out, is_store, write_store
 
 SIZE = 32  # CIFAR's images are 32x32; the store keeps them so
@@ -181,9 +181,8 @@ def pack_downloaded(name: str, root: Path, download) -> Path:
         folder = download(name, where)
     except Exception as e:
         shutil.rmtree(where, ignore_errors=True)
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"no dataset {name!r} here, in $ILSVRC_DATA or in {root}, and it could not be downloaded"
-                        f" ({reason}); pass --data DIR or set ILSVRC_DATA") from None
+                        f" ({first_line(e)}); pass --data DIR or set ILSVRC_DATA") from None
     pack_cifar(folder, out)
     shutil.rmtree(where, ignore_errors=True)
     return out

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .cifar import NAMES as CIFAR
 from .cifar import download_cifar, pack_downloaded
 from .stats import cache_dir
@@ -48,8 +48,7 @@ def default_data(download=None) -> Path:
     try:
         return download(root)
     except Exception as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"no data: Imagenette is not in {root} and could not be downloaded ({reason}); {HINT}") from None
+        raise UserError(f"no data: Imagenette is not in {root} and could not be downloaded ({first_line(e)}); {HINT}") from None
 
 
 CACHED = {"imagenette": "imagenette2-320"}  # the cache's folder for a dataset torchvision downloads under a name
