@@ -170,19 +170,30 @@ def _eval_arguments(sub) -> None:
 
 
 def _predict_arguments(sub) -> None:
-    p = sub.add_parser("predict", help="the five most probable classes of each image")
+    p = sub.add_parser("predict", help="the five most probable classes of each image, or the challenge's submission file"
+                       " for its test set")
     p.add_argument("checkpoint", help="a .pt file or a run directory")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=5, help="how many classes to show (default: 5)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files; with --submission, the folder of the test images")
+    p.add_argument("--top", type=int, default=None, help="how many classes to show (default: 5)")
     p.add_argument("--ten-crop", action="store_true", help="average the softmax over ten crops")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (default: the GPU if any), cpu, cuda, cuda:N")
+    s = p.add_argument_group("the challenge's test set (the devkit's readme, classification submission)")
+    s.add_argument("--submission", metavar="OUT", help="write OUT: a line per image of the folder IMAGE in file-name order,"
+                   " its five most probable classes as the devkit's ILSVRC2012_IDs, most probable first (OUT must not exist)")
+    s.add_argument("--devkit", metavar="DEVKIT", help="with --submission: ILSVRC2012_devkit_t12.tar.gz, its unpacked folder"
+                   " or its data/meta.mat, whose synsets number the classes")
+    s.add_argument("--batch-size", type=int, help="with --submission: images per batch (default: as eval's)")
+    s.add_argument("--workers", type=int, default=None, help="with --submission: loader worker processes (default: one per"
+                   " core, up to 8)")
+    s.add_argument("--no-progress", action="store_true", help="with --submission: no progress bar")
 
 
 def _pack_arguments(sub) -> None:
     k = sub.add_parser("pack", help="write a dataset once, rescaled, into a compact memory-mappable store")
-    k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/), Kaggle's ImageNet, or CIFAR's pickles"
-                   " as torchvision downloads them (cifar-10-batches-py, cifar-100-python, or a folder holding one)")
+    k.add_argument("data", help="ImageFolder root with train/ and val/ (or test/), Kaggle's ImageNet, CIFAR's pickles"
+                   " as torchvision downloads them (cifar-10-batches-py, cifar-100-python, or a folder holding one),"
+                   " or a folder holding ILSVRC-2012's three archives as image-net.org serves them")
     k.add_argument("out", help="the store folder to create")
     _val_labels(k)
     k.add_argument("--size", type=int, default=None, help="side of the stored images (default: 256, the paper's; CIFAR's pickles: 32 only)")
@@ -329,7 +340,13 @@ def _models(a) -> int:
 def _predict(a) -> int:
     from .predict import predict
 
-    results = predict(a.checkpoint, a.images, top=a.top, ten_crop=a.ten_crop, device=a.device)
+    if a.submission is not None:
+        return _submission(a)
+    given = next((flag for flag, value in (("--devkit", a.devkit), ("--batch-size", a.batch_size),
+                                           ("--workers", a.workers)) if value is not None), None)
+    if given is not None:
+        raise UserError(f"{given} goes with --submission OUT")
+    results = predict(a.checkpoint, a.images, top=5 if a.top is None else a.top, ten_crop=a.ten_crop, device=a.device)
     if a.json:
         print(json.dumps(results))
         return 0
@@ -338,6 +355,27 @@ def _predict(a) -> int:
         for t in r["top"]:
             label = t["name"] if t["name"] == t["class"] else f"{t['name']} ({t['class']})"
             print(f"  {t['probability']:7.2%}  {label}")
+    return 0
+
+
+def _submission(a) -> int:
+    """``ilsvrc predict CHECKPOINT DIR --submission OUT --devkit DEVKIT`` (submission.py)."""
+    from .submission import write_submission
+
+    if len(a.images) != 1:
+        raise UserError(f"--submission classifies one folder of test images, not {len(a.images)} paths")
+    if a.devkit is None:
+        raise UserError("--submission needs --devkit DEVKIT (ILSVRC2012_devkit_t12.tar.gz, its folder or its data/meta.mat):"
+                        " its meta.mat numbers the classes as the challenge does")
+    if a.top is not None or a.json:
+        raise UserError(f"--submission writes five classes a line, as the challenge reads them: {'--json' if a.json else '--top'}"
+                        " does not apply")
+    r = write_submission(a.checkpoint, a.images[0], a.submission, a.devkit, ten_crop=a.ten_crop, batch_size=a.batch_size,
+                         device=a.device, workers=a.workers, progress=not a.no_progress)
+    views = "ten crops" if r["crops"] == 10 else "the centre crop"
+    print(f"{r['out']}: {r['images']} lines, one per image of {r['folder']}, five ILSVRC2012_IDs each ({views})")
+    if r["classes"] < r["devkit_classes"]:
+        print(f"note: the network knows {r['classes']} of the devkit's {r['devkit_classes']} classes; its lines name only those")
     return 0
 
 
@@ -383,6 +421,7 @@ def _stats(a) -> int:
 
 
 def _pack(a) -> int:
+    from .data.archives import archives_at, pack_archives
     from .data.cifar import pack_cifar, pickles_at
     from .data.default import find
     from .data.store import pack
@@ -392,6 +431,12 @@ def _pack(a) -> int:
         if a.val_labels is not None:
             raise UserError(f"--val-labels labels a flat val/ folder; {data} holds CIFAR's pickles, labelled already")
         m = pack_cifar(data, a.out, size=a.size, encoding=a.format, part_mib=a.part_size, progress=not a.no_progress)
+    elif archives_at(data):  # ILSVRC-2012's three archives as image-net.org serves them, read in place
+        if a.val_labels is not None:
+            raise UserError(f"--val-labels labels a flat val/ folder; {data} holds ILSVRC-2012's archives,"
+                            " whose devkit labels them")
+        m = pack_archives(data, a.out, size=256 if a.size is None else a.size, encoding=a.format or "jpeg", quality=a.quality,
+                          part_mib=a.part_size, workers=a.workers, progress=not a.no_progress)
     else:
         m = pack(data, a.out, size=256 if a.size is None else a.size, encoding=a.format or "jpeg", quality=a.quality,
                  part_mib=a.part_size, workers=a.workers, progress=not a.no_progress, val_labels=a.val_labels)

@@ -46,10 +46,13 @@ def autocast(device: torch.device, precision: str = "auto"):
     return contextlib.nullcontext()
 
 
-def default_workers(workers: int | None = None) -> int:
-    """Loader worker processes: as asked, else one per core up to 8."""
+def default_workers(workers: int | None = None, cap: int | None = 8) -> int:
+    """Loader worker processes: as asked, else one per core up to ``cap``
+    (8 feed a training step; None: every core, for ``pack``, whose workers
+    do all of its work while its main process only writes)."""
     if workers is not None:
         if workers < 0:
             raise UserError(f"--workers must be 0 or more, not {workers}")
         return workers
-    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores if cap is None else min(cap, cores)

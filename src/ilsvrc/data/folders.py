@@ -1,7 +1,9 @@
 """ImageFolder-layout datasets, read as ImageNet itself is laid out.
 
 ``<root>/train/<class>/<image>`` and ``<root>/val/<class>/<image>`` (or
-``test/`` as the held-out split when there is no ``val/``). Also Tiny
+``test/`` as the held-out split when there is no ``val/``; beside a ``val/``,
+``test/`` is left alone: a flat, unlabelled one, as the challenge's test set
+is, is for ``ilsvrc predict --submission``, submission.py). Also Tiny
 ImageNet's layout: ``train/<wnid>/images/<image>`` (a class folder's images
 may lie in subfolders) and ``val/images/<image>`` with ``val/val_annotations.txt``
 giving each image's class (``file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h``). A flat ``val/`` takes
@@ -156,7 +158,14 @@ def _heldout_classes(heldout_dir: Path, train_dir: Path, train_classes: list[str
     classes those of train/."""
     annotated = _annotations(heldout_dir) if (heldout_dir / ANNOTATIONS).is_file() else None
     if annotated is None:
-        check_flat(heldout_dir)
+        try:
+            check_flat(heldout_dir)
+        except UserError:
+            if heldout_dir.name != "test":
+                raise
+            raise UserError(f"{heldout_dir} holds images but no class folders, as the challenge's unlabelled test set does:"
+                            f" `ilsvrc predict CHECKPOINT {heldout_dir} --submission OUT --devkit DEVKIT` classifies it;"
+                            " to train or evaluate, give a val/ of class folders (or the labels with --val-labels FILE)") from None
     heldout_classes = sorted({c for _, c in annotated}) if annotated is not None else _classes(heldout_dir)
     classes = train_classes if train_classes is not None else heldout_classes
     if sorted(classes) != heldout_classes:

@@ -139,13 +139,21 @@ def devkit_wnids(meta: Path, truth: Path) -> dict[int, str]:
     if not meta.is_file():
         raise UserError(f"{truth} numbers its classes as the devkit does; their WordNet ids are in the devkit's"
                         f" {DEVKIT_META}, which is not beside it ({meta})")
+    return {i: wnid for i, (wnid, _) in devkit_synsets(str(meta), meta).items()}
+
+
+def devkit_synsets(meta, where) -> dict[int, tuple[str, str]]:
+    """ILSVRC2012_ID -> (WordNet id, words) of the 1000 classes (the synsets
+    without children) in the devkit's ``meta.mat``: ``meta`` its path or a
+    file object (``archives.py`` reads it inside the devkit's archive),
+    ``where`` what to call it in messages."""
     try:
         from scipy.io import loadmat
     except ImportError:
-        raise UserError(f"reading the devkit's {meta} needs scipy: pip install scipy") from None
+        raise UserError(f"reading the devkit's {where} needs scipy: pip install scipy") from None
     try:
-        synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
-        # fields by position, as torchvision reads them: ILSVRC2012_ID, WNID, words, gloss, num_children, ...
-        return {int(s[0]): str(s[1]) for s in synsets if int(s[4]) == 0}
+        synsets = loadmat(meta, squeeze_me=True)["synsets"]
+        # fields by position, as torchvision's parse_meta_mat reads them: ILSVRC2012_ID, WNID, words, gloss, num_children, ...
+        return {int(s[0]): (str(s[1]), str(s[2])) for s in synsets if int(s[4]) == 0}
     except Exception as e:  # whatever loadmat makes of a file that is not the devkit's: the user's to fix
-        raise UserError(f"{meta} is not the devkit's meta.mat ({type(e).__name__}: {str(e)[:80]})") from None
+        raise UserError(f"{where} is not the devkit's meta.mat ({type(e).__name__}: {str(e)[:80]})") from None

@@ -16,7 +16,9 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -75,22 +77,55 @@ def cache_key(split: Split, size: int) -> str:
     return hashlib.sha256(f"{split.fingerprint()}|{size}".encode()).hexdigest()[:24]
 
 
+class Contribution(NamedTuple):
+    """One image's part of the sums, its products computed already (in a
+    pack's loader worker, so that the main process only adds them up)."""
+
+    image: np.ndarray  # uint8 (3, size, size)
+    products: np.ndarray  # int64 (3, 3): rgb_products(image)
+
+
+def rgb_products(img: torch.Tensor) -> torch.Tensor:
+    """The 3x3 sums over ``img``'s pixels of the products of their 0-255 RGB
+    values, int64. Computed in float64 (BLAS), and exact: every partial sum is
+    a whole number below 255**2 * size**2 < 2**53 (size < 372,000), so no
+    order of summation, thread count or library rounds it."""
+    x = torch.as_tensor(img).reshape(3, -1).to(torch.float64)
+    return (x @ x.T).to(torch.int64)
+
+
 class Accumulator:
-    """Running sums for the mean image and the RGB covariance."""
+    """Running sums for the mean image and the RGB covariance, in whole
+    numbers (pixel values and their products), so exact: the same images give
+    the same sums, bit for bit, in any order or grouping. A pack resumed from
+    a saved ``state_dict`` ends with the statistics of one never stopped."""
 
     def __init__(self, size: int):
         self.size = size
-        self.total = torch.zeros(3, size, size, dtype=torch.float64)
-        self.outer = torch.zeros(3, 3, dtype=torch.float64)
+        self.total = torch.zeros(3, size, size, dtype=torch.float64)  # whole numbers below 2**53 (255 x 3.5e13 images): exact
+        self.outer = torch.zeros(3, 3, dtype=torch.int64)  # sums of rgb_products
         self.count = 0
         self.skipped: list[str] = []
 
-    def add(self, img: torch.Tensor) -> None:
-        x = img.to(torch.float64)
-        self.total += x
-        pixels = x.reshape(3, -1) / 255.0
-        self.outer += pixels @ pixels.T
+    def add(self, img: "torch.Tensor | Contribution") -> None:
+        """Add one uint8 (3, size, size) image, or its ``Contribution``."""
+        if isinstance(img, Contribution):
+            img, products = torch.as_tensor(img.image), torch.as_tensor(img.products)
+        else:
+            products = rgb_products(img)
+        self.total += img
+        self.outer += products
         self.count += 1
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "total": self.total, "outer": self.outer, "count": self.count, "skipped": list(self.skipped)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The sums ``state_dict`` saved, exactly (checked: a state of another size is a ValueError)."""
+        if state.get("size") != self.size or state["total"].shape != self.total.shape or state["outer"].dtype != torch.int64:
+            raise ValueError(f"not the sums of {self.size}x{self.size} images")
+        self.total, self.outer = state["total"].to(torch.float64), state["outer"].clone()
+        self.count, self.skipped = int(state["count"]), list(state["skipped"])
 
     def result(self, where: str = "the training split") -> Stats:
         if self.count == 0:
@@ -99,7 +134,7 @@ class Accumulator:
         mean_image = self.total / self.count
         mean_rgb = mean_image.mean(dim=(1, 2))
         m = mean_rgb / 255.0
-        cov = self.outer / (self.count * size * size) - torch.outer(m, m)
+        cov = self.outer.to(torch.float64) / (255.0**2 * self.count * size * size) - torch.outer(m, m)
         eigval, eigvec = torch.linalg.eigh(cov)  # ascending
         order = eigval.argsort(descending=True)
         return Stats(
