@@ -12,7 +12,7 @@ N seeds as one stacked step, ``ilsvrc.stacked``), it times the first step
 (compilation and the step) and the third (the step alone) in a fresh
 process with an empty cache folder ("cold"), then again in another fresh
 process with the cache the first one left ("warm"). Each process builds the
-trainer's step on a random resident split, as ``step_profile.py`` does.
+trainer's step on a random resident split (``ilsvrc.synthetic.build_step``).
 
     python benchmarks/compile_time.py                                        # ResNet-20 and -56, alone and 8 stacked, on a GPU
     python benchmarks/compile_time.py --device cpu --models resnet-20 --copies 1,4 --batch-size 8 --images 32   # 3 minutes on 2 cores
@@ -106,24 +106,23 @@ def measure(a, name: str, copies: int) -> dict:
     """Seconds of the first step (compilation included) and of the third
     (the step alone: on a GPU the second is captured as a CUDA graph, the
     third replays it)."""
-    from step_profile import prepare
-
-    import ilsvrc.step
     from ilsvrc.stacked import StackedStep
+    from ilsvrc.synthetic import build_step
 
-    if a.backend:
-        ilsvrc.step.BACKEND = a.backend
     device = torch.device(a.device)
-    plan = recipes.resolve(a.recipe, network=name).to_dict()
+    plan = recipes.resolve(a.recipe, network=name)
+    bs = a.batch_size or plan.optim.batch_size
+    if a.images < 3 * bs:
+        raise SystemExit(f"{name}: needs --images of at least three batches")
     steps = []
     for seed in range(copies):
-        a.seed = seed  # step_profile.prepare reads the seed from the arguments
-        bs, step, _, _ = prepare("graph", plan, a, device)
-        if step.feed is None or a.images < 3 * bs:
-            raise SystemExit(f"{name}: needs a recipe with fixed-size windows and --images of at least three batches")
+        step = build_step(plan, "graph", device=device, images=a.images, classes=a.classes, batch_size=a.batch_size,
+                          seed=seed, backend=a.backend).step
+        if step.feed is None:
+            raise SystemExit(f"{name}: needs a recipe with fixed-size windows")
         step.feed.start(0)
         steps.append(step)
-    step = steps[0] if copies == 1 else StackedStep(steps)
+    step = steps[0] if copies == 1 else StackedStep(steps, backend=a.backend)
     times = []
     for _ in range(3):
         tick = time.perf_counter()

@@ -35,7 +35,7 @@ Per source it reports
   / model-only     train images/s over the model-only images/s
 
 The model-only figure is measured in the same process by
-``benchmarks/step.py``'s ``main`` (its ``ilsvrc`` entry only, eager or
+``benchmarks/step.py``'s ``time_one`` (its ``ilsvrc`` entry alone, eager or
 compiled as the runs are) with the same device, batch size, image size and
 compile setting, and the dataset's number of classes (step.py's own default is
 1000). The speed issue's targets, on a GPU: >= 0.9 for resident, >= 0.7 from
@@ -57,11 +57,7 @@ Without ``--data`` the data is ``$ILSVRC_DATA/imagenette``, else
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
-import importlib
-import importlib.util
-import io
 import json
 import sys
 import tempfile
@@ -79,10 +75,9 @@ from ilsvrc.device import default_workers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import default_data, default_store_dir, machine, resolve_device, store_for, sync, timed_source, write_json  # noqa: E402
+import step as step_bench  # noqa: E402  (benchmarks/step.py)
 
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 RECIPE = "alexnet"
 SOURCES = ("resident", "stream", "workers")
 # Defaults per device: (batch size, max steps). On a GPU the paper's batch of
@@ -98,32 +93,23 @@ DEFAULTS = {"cuda": (128, None), "cpu": (16, 20)}
 
 def model_only(device: torch.device, batch_size: int, image_size: int, compiled: bool, num_classes: int,
                timing: tuple[int | None, int | None, int | None] = (None, None, None)) -> dict:
-    """images/s of the ``ilsvrc`` entry of benchmarks/step.py's ``main`` (eager or
+    """images/s of the ``ilsvrc`` entry of benchmarks/step.py alone (eager or
     compiled as asked, nothing else timed), for ``num_classes`` classes."""
-    spec = importlib.util.spec_from_file_location("benchmarks_step_for_epoch", HERE / "step.py")
-    step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(step)  # a private copy: the changes below stay in it
-    step.NUM_CLASSES = num_classes
     want = f"ilsvrc {'compiled' if compiled else 'eager'}"
-    every = step.entries
-    step.entries = lambda args: [e for e in every(args) if e[0] == want]
-    argv = ["--device", device.type, "--batch-size", str(batch_size), "--image-size", str(image_size)]
-    argv += [] if compiled else ["--no-compile"]
-    for flag, value in zip(("--steps", "--warmup", "--repeats"), timing):  # None: step.py's default for the device
-        argv += [] if value is None else [flag, str(value)]
+    steps, warmup, repeats = timing  # None: step.py's default for the device
     cudnn_benchmark = torch.backends.cudnn.benchmark  # step.py turns it on; the training runs get the user's setting
-    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
-            out = step.main(argv)
+        r = step_bench.time_one(want, device=device.type, batch_size=batch_size, image_size=image_size,
+                                num_classes=num_classes, steps=steps, warmup=warmup, repeats=repeats)
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch._dynamo.reset()
-    r = out["results"][want]
     return {"entry": want, "images_per_s": r["images_per_s"], "ms_per_step": r["ms_per_step"],
             "ms_per_step_runs": r["ms_per_step_runs"], "warmup_s": r["warmup_s"], "num_classes": num_classes,
-            "steps": out["steps"], "warmup": out["warmup"], "repeats": out["repeats"],
-            "command": f"benchmarks/step.py main({' '.join(argv)}), ilsvrc entry only, {num_classes} classes"}
+            "steps": r["steps"], "warmup": r["warmup"], "repeats": r["repeats"],
+            "command": f"benchmarks/step.py time_one({want!r}, device={device.type!r}, batch_size={batch_size}, "
+                       f"image_size={image_size}, num_classes={num_classes}, steps={r['steps']}, "
+                       f"warmup={r['warmup']}, repeats={r['repeats']})"}
 
 
 # --- The run --------------------------------------------------------------------------------

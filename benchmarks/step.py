@@ -111,8 +111,9 @@ class _ReferenceLRN(LocalResponseNorm):
         return lrn_reference(x, self.size, self.alpha, self.beta, self.k, self.groups)
 
 
-def ilsvrc_alexnet(image_size: int, reference_lrn: bool = False, tower_layout: str = "halves") -> nn.Module:
-    model = alexnet(NUM_CLASSES, **paper_variant("alexnet"), image_size=image_size, tower_layout=tower_layout)
+def ilsvrc_alexnet(image_size: int, reference_lrn: bool = False, tower_layout: str = "halves",
+                   num_classes: int = NUM_CLASSES) -> nn.Module:
+    model = alexnet(num_classes, **paper_variant("alexnet"), image_size=image_size, tower_layout=tower_layout)
     if reference_lrn:
         for name, layer in model.features.named_children():
             if isinstance(layer, LocalResponseNorm):
@@ -121,8 +122,8 @@ def ilsvrc_alexnet(image_size: int, reference_lrn: bool = False, tower_layout: s
     return model
 
 
-def torchvision_alexnet(image_size: int) -> nn.Module:
-    return torchvision.models.alexnet(weights=None, num_classes=NUM_CLASSES)
+def torchvision_alexnet(image_size: int, num_classes: int = NUM_CLASSES) -> nn.Module:
+    return torchvision.models.alexnet(weights=None, num_classes=num_classes)
 
 
 # --- Timing ---------------------------------------------------------------------------------
@@ -233,21 +234,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def entries(args: argparse.Namespace) -> list[tuple[str, Callable[[], nn.Module], bool]]:
-    """(name, model builder, compiled) in the order they are timed."""
-    size = args.image_size
-    nets = [("ilsvrc", lambda: ilsvrc_alexnet(size)), ("stock", lambda: stock_alexnet(NUM_CLASSES, size)),
-            ("torchvision", lambda: torchvision_alexnet(size))]
+def entries(args: argparse.Namespace, num_classes: int = NUM_CLASSES) -> list[tuple[str, Callable[[], nn.Module], bool]]:
+    """(name, model builder, compiled) in the order they are timed, each network for ``num_classes`` classes."""
+    size, k = args.image_size, num_classes
+    nets = [("ilsvrc", lambda: ilsvrc_alexnet(size, num_classes=k)), ("stock", lambda: stock_alexnet(k, size)),
+            ("torchvision", lambda: torchvision_alexnet(size, k))]
     if args.reference_lrn:
-        nets.insert(1, ("ilsvrc, reference LRN", lambda: ilsvrc_alexnet(size, reference_lrn=True)))
+        nets.insert(1, ("ilsvrc, reference LRN", lambda: ilsvrc_alexnet(size, reference_lrn=True, num_classes=k)))
     modes = (False,) if args.no_compile else (False, True)
     listed = [(f"{name} {'compiled' if compiled else 'eager'}", make, compiled) for name, make in nets for compiled in modes]
     if args.variants and not args.no_compile:
         at = [n for n, _, _ in listed].index("ilsvrc compiled") + 1
-        listed[at:at] = [("ilsvrc compiled, towers as groups", lambda: ilsvrc_alexnet(size, tower_layout="groups"), True),
-                         ("ilsvrc compiled, LRN kernel", lambda: ilsvrc_alexnet(size), True)]
+        listed[at:at] = [("ilsvrc compiled, towers as groups",
+                          lambda: ilsvrc_alexnet(size, tower_layout="groups", num_classes=k), True),
+                         ("ilsvrc compiled, LRN kernel", lambda: ilsvrc_alexnet(size, num_classes=k), True)]
     if args.whole_step:
-        listed.insert(2 if not args.no_compile else 1, ("ilsvrc whole step", lambda: ilsvrc_alexnet(size), "whole"))
+        listed.insert(2 if not args.no_compile else 1, ("ilsvrc whole step", lambda: ilsvrc_alexnet(size, num_classes=k), "whole"))
     return listed
 
 
@@ -266,9 +268,9 @@ def ratios(results: dict) -> dict:
             for label, a, b in pairs if a in results and b in results}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark, print the table, and return every figure."""
-    args = parse_args(argv)
+def synthetic_batch(args: argparse.Namespace, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one batch of random images and labels every entry trains on (seed 0);
+    on CUDA cuDNN's search is turned on, as ``ilsvrc train`` does."""
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -276,7 +278,47 @@ def main(argv: list[str] | None = None) -> dict:
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
+    return x, torch.randint(0, num_classes, (args.batch_size,), device=device)
+
+
+def time_entry(name: str, make: Callable[[], nn.Module], compiled: bool | str, x: torch.Tensor, y: torch.Tensor,
+               args: argparse.Namespace) -> dict:
+    """``time_training_step`` of one entry of ``entries``, from a fresh compile cache and seed 0."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    kernel = lrn_triton.ENABLED
+    lrn_triton.use(kernel or name.endswith("LRN kernel"))
+    try:
+        return time_training_step(make(), x, y, compiled=compiled, compile_mode=args.compile_mode,
+                                  steps=args.steps, warmup=args.warmup, repeats=args.repeats, profile=args.profile)
+    finally:
+        lrn_triton.use(kernel)
+
+
+def time_one(entry: str, *, device: str, batch_size: int, image_size: int, num_classes: int,
+             steps: int | None = None, warmup: int | None = None, repeats: int | None = None) -> dict:
+    """Entry ``entry`` of ``entries`` (e.g. "ilsvrc eager") alone, its network
+    for ``num_classes`` classes, timed as ``main`` times it (``None``: the
+    device's default): its figures, and the settings it ran with."""
+    argv = ["--device", device, "--batch-size", str(batch_size), "--image-size", str(image_size),
+            "--reference-lrn", "--variants", "--whole-step"]  # every entry listed, to find the one asked for
+    for flag, value in (("--steps", steps), ("--warmup", warmup), ("--repeats", repeats)):
+        argv += [] if value is None else [flag, str(value)]
+    args = parse_args(argv)
+    found = {name: (make, compiled) for name, make, compiled in entries(args, num_classes)}
+    if entry not in found:
+        raise ValueError(f"no entry {entry!r}; the entries: {', '.join(found)}")
+    x, y = synthetic_batch(args, num_classes)
+    r = time_entry(entry, *found[entry], x, y, args)
+    return {"entry": entry, **r, "num_classes": num_classes, "batch_size": args.batch_size,
+            "image_size": args.image_size, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print the table, and return every figure."""
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    x, y = synthetic_batch(args, NUM_CLASSES)
 
     meta = {
         "date": datetime.date.today().isoformat(),
@@ -299,15 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict] = {}
     print(f"{'network':<34} {'images/s':>10} {'ms/step':>10} {'warm-up s':>10}")
     for name, make, compiled in entries(args):
-        torch._dynamo.reset()
-        torch.manual_seed(0)
-        kernel = lrn_triton.ENABLED
-        lrn_triton.use(kernel or name.endswith("LRN kernel"))
-        try:
-            r = time_training_step(make(), x, y, compiled=compiled, compile_mode=args.compile_mode,
-                                   steps=args.steps, warmup=args.warmup, repeats=args.repeats, profile=args.profile)
-        finally:
-            lrn_triton.use(kernel)
+        r = time_entry(name, make, compiled, x, y, args)
         results[name] = r
         print(f"{name:<34} {r['images_per_s']:>10.1f} {r['ms_per_step']:>10.2f} {r['warmup_s']:>10.1f}", flush=True)
         for kernel, share, ms in r.get("top_kernels", []):

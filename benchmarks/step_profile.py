@@ -16,7 +16,8 @@ and prints, per step:
 The batches are made as the trainer makes them (``data/resident.py``: in the
 graph's own kernels for ``graph`` where the windows have a fixed size),
 from a split of random uint8 images with made-up statistics, so no data set
-is needed. Then the ratios of each mode's images/s to eager's.
+is needed (``ilsvrc.synthetic.build_step``). Then the ratios of each mode's
+images/s to eager's.
 
     python benchmarks/step_profile.py                                   # ResNet-20 at 128, CIFAR sizes
     python benchmarks/step_profile.py --model resnet-110
@@ -34,34 +35,12 @@ from pathlib import Path
 import torch
 
 from ilsvrc import recipes
-from ilsvrc.data.batched import BatchTransforms
-from ilsvrc.data.resident import ResidentFeed, ResidentSplit
-from ilsvrc.data.stats import Stats
-from ilsvrc.data.transforms import PaperTransforms
-from ilsvrc.models import build, check_recipe
-from ilsvrc.step import MODES, TrainStep, WholeStep
+from ilsvrc.models import check_recipe
+from ilsvrc.step import MODES
+from ilsvrc.synthetic import build_step, made_up_stats, random_split  # noqa: F401 (tests/test_whole_step.py imports the last two from here)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import machine, resolve_device, sync, write_json  # noqa: E402
-
-
-def random_split(n: int, size: int, classes: int, device: torch.device, seed: int = 0) -> ResidentSplit:
-    """A ResidentSplit of ``n`` random uint8 squares (what ``ResidentSplit``
-    holds after decoding a data set), without a data set."""
-    g = torch.Generator().manual_seed(seed)
-    split = ResidentSplit.__new__(ResidentSplit)
-    split.split, split.device, split.skipped = None, device, []
-    split.images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8).to(device)
-    split.labels = torch.randint(0, classes, (n,), generator=g).to(device)
-    split.valid = [True] * n
-    return split
-
-
-def made_up_stats(size: int) -> Stats:
-    """Statistics of the right shapes: a flat mean image, ImageNet's RGB eigenvectors."""
-    eigvec = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
-    return Stats(size, torch.full((3, size, size), 118.0), torch.full((3,), 118.0),
-                 torch.tensor([0.2175, 0.0188, 0.0045]), eigvec, 0)
 
 
 def busy(events) -> tuple[float, int]:
@@ -81,57 +60,10 @@ def busy(events) -> tuple[float, int]:
     return total / 1e6, launches
 
 
-def prepare(mode: str, plan: dict, a, device: torch.device):
-    """A trainer's step in ``mode`` on a random resident split: (batch size,
-    the step object, ``steps(epoch)``: epoch ``epoch``'s steps, taken one per
-    item, and ``run(count, epoch)``: the first ``count`` of them)."""
-    d, o = plan["data"], plan["optim"]
-    torch.manual_seed(a.seed)
-    model = build(plan["network"], a.classes, d["image_size"], **plan["model"]).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
-    aux = getattr(model, "aux_weight", 0.0)
-    stats = made_up_stats(d["resize"])
-    transforms = BatchTransforms(PaperTransforms.from_recipe(stats, d), device)
-    split = random_split(a.images, d["resize"], a.classes, device, a.seed)
-    bs = a.batch_size or o["batch_size"]
-    model.train()
-    if mode == "graph":
-        feed = ResidentFeed(split, transforms, bs, a.seed) if transforms.fixed_windows else None
-        step = WholeStep(model, opt, aux, device, bs, feed=feed)
-    else:
-        feed, step = None, TrainStep(model, opt, aux, device, mode)
-
-    def steps(epoch: int):
-        """The full batches of epoch ``epoch`` (no partial batch: one shape), one step per item."""
-        if feed is not None:
-            feed.start(epoch)
-            for _ in range(len(split) // bs):
-                step.next(bs)
-                yield
-            return
-        for batch in split.batches(transforms, bs, shuffle=True, seed=a.seed, epoch=epoch):
-            if len(batch.labels) < bs:
-                return
-            x = batch.images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else batch.images
-            step(x, batch.labels, 1.0 / len(batch.labels))
-            yield
-
-    def run(count: int, epoch: int) -> None:
-        """``count`` steps of epoch ``epoch``."""
-        for _ in zip(range(count), steps(epoch)):
-            pass
-
-    return bs, step, steps, run
-
-
-def measure(mode: str, plan: dict, a, device: torch.device) -> dict:
-    bs, step, _, run = prepare(mode, plan, a, device)
+def measure(mode: str, plan: recipes.Recipe, a, device: torch.device) -> dict:
+    built = build_step(plan, mode, device=device, images=a.images, classes=a.classes, batch_size=a.batch_size, seed=a.seed)
+    bs, step, run = built.batch_size, built.step, built.run
     per_epoch = a.images // bs
-    if per_epoch < max(a.warmup, a.profile_steps, 1):
-        raise SystemExit(f"--images {a.images} gives {per_epoch} batches of {bs}: fewer than the warm-up or profiled steps")
     tick = time.perf_counter()
     run(a.warmup, 0)
     sync(device)
@@ -178,12 +110,15 @@ def main(argv=None) -> int:
     if min(a.steps, a.warmup, a.profile_steps) < 1:
         p.error("--steps, --warmup and --profile-steps must be positive")
     device = torch.device(a.device)
-    plan = recipes.resolve(a.recipe, network=a.model).to_dict()
+    plan = recipes.resolve(a.recipe, network=a.model)
     if a.model is not None:
         check_recipe(a.model, a.recipe)
+    bs = a.batch_size or plan.optim.batch_size
+    if a.images // bs < max(a.warmup, a.profile_steps, 1):
+        raise SystemExit(f"--images {a.images} gives {a.images // bs} batches of {bs}: fewer than the warm-up or profiled steps")
     rows = [measure(m, plan, a, device) for m in modes]
     m = machine(device)
-    print(f"{plan['network']}, batch {rows[0]['batch_size']}, {plan['data']['image_size']}px; "
+    print(f"{plan.network}, batch {rows[0]['batch_size']}, {plan.data.image_size}px; "
           f"{m['device']}, torch {m['torch']}, {m['date']}")
     print(f"{'mode':8s} {'ms/step':>8s} {'images/s':>9s} {'host ms':>8s} {'GPU ms':>7s} {'busy %':>7s} "
           f"{'launches':>9s} {'warm-up s':>10s} {'graphs':>7s}")
@@ -195,7 +130,7 @@ def main(argv=None) -> int:
         for r in rows:
             if r is not base:
                 print(f"{r['mode']} / eager: {r['images_per_s'] / base['images_per_s']:.2f}x images/s")
-    write_json(a.json, {"machine": m, "network": plan["network"], "rows": rows})
+    write_json(a.json, {"machine": m, "network": plan.network, "rows": rows})
     return 0
 
 

@@ -9,7 +9,7 @@ convolution over the runs), the stacks taking turns on their streams. This
 measures what each buys: for each network of ``--models`` (``--copies``
 runs of each, seeds 0, 1, ...) it builds the trainer's step as ``ilsvrc
 train`` runs it (``--mode``, by default the whole step as one CUDA graph,
-on a random resident split as ``step_profile.py`` does), and times
+on a random resident split: ``ilsvrc.synthetic.build_step``), and times
 ``--steps`` steps of every run, in the ways of ``--ways``:
 
 - alone: one run of each network, all its steps, then the next network's;
@@ -38,16 +38,15 @@ from pathlib import Path
 
 import torch
 
-import ilsvrc.step
 from ilsvrc import recipes
 from ilsvrc.models import check_recipe
 from ilsvrc.stacked import StackedStep, stack_key
 from ilsvrc.step import MODES
+from ilsvrc.synthetic import build_step
 from ilsvrc.together import allow_recompiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import machine, resolve_device, sync, write_json  # noqa: E402
-from step_profile import prepare  # noqa: E402
 
 CIFAR_RESNETS = "resnet-20,resnet-32,resnet-44,resnet-56,plain-20,plain-32,plain-44,plain-56"
 
@@ -79,8 +78,6 @@ def main(argv=None) -> int:
         p.error("--steps, --warmup and --copies must be positive")
     if not ways or any(w not in WAYS for w in ways):
         p.error(f"--ways takes {', '.join(WAYS)}, not {a.ways!r}")
-    if a.backend:
-        ilsvrc.step.BACKEND = a.backend
     device = torch.device(a.device)
     names = [m for m in a.models.split(",") for _ in range(a.copies)]
     allow_recompiles(len(names))  # each network's step (and each stack's) is an entry in torch.compile's cache
@@ -120,13 +117,14 @@ def main(argv=None) -> int:
 
 def _prepare(p, a, name: str, seed: int, device: torch.device) -> dict:
     """Run ``seed`` of network ``name``: its step as the trainer builds it, not yet warmed up."""
-    a.seed = seed  # step_profile.prepare reads the seed from the arguments
-    plan = recipes.resolve(a.recipe, network=name).to_dict()
+    plan = recipes.resolve(a.recipe, network=name)
     check_recipe(name, a.recipe)
-    bs, step, steps, _ = prepare(a.mode, plan, a, device)
+    bs = a.batch_size or plan.optim.batch_size
     if a.images // bs < max(a.steps + 1, a.warmup):
         p.error(f"--images {a.images} gives {a.images // bs} batches of {bs}: fewer than --steps + 1 or --warmup")
-    return {"name": name, "batch_size": bs, "step": step, "steps": steps, "warmup_s": None,
+    built = build_step(plan, a.mode, device=device, images=a.images, classes=a.classes, batch_size=a.batch_size,
+                       seed=seed, backend=a.backend)
+    return {"name": name, "batch_size": bs, "step": built.step, "steps": built.steps, "warmup_s": None,
             "stream": torch.cuda.Stream(device) if device.type == "cuda" else None}
 
 
@@ -143,7 +141,7 @@ def _stacks(runs: list[dict], a, device: torch.device) -> list[dict]:
         if len(members) == 1:
             found.append(members[0])
             continue
-        stacked = StackedStep([r["step"] for r in members])
+        stacked = StackedStep([r["step"] for r in members], backend=a.backend)
         bs = members[0]["batch_size"]
 
         def steps(epoch: int, stacked=stacked, bs=bs):

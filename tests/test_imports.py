@@ -25,14 +25,14 @@ FLOORS = [
     ["errors"],
     ["device", "distributed", "checkpoint", "run_folder", "spread", "figures"],
     ["data", "data.images", "data.classnames"],  # decoding an image, the stored square
-    ["data.labels", "data.folders", "data.stats", "data.store", "data.cifar", "data.datasets", "data.default"],  # datasets and their statistics
+    ["data.labels", "data.folders", "data.stats", "data.store", "data.cifar", "data.archives", "data.datasets", "data.default"],  # datasets and their statistics
     ["data.transforms", "data.order", "data.loaders", "data.batched", "data.resident", "data.streamed", "data.sources"],  # batches
     ["recipes"],
     ["models"],
     ["metrics", "schedule"],
-    ["step", "evaluate", "stacked"],
+    ["step", "evaluate", "stacked", "synthetic"],
     ["train"],
-    ["together", "weights", "predict", "export", "experiments", "report", ""],
+    ["together", "weights", "predict", "submission", "export", "experiments", "report", ""],
     ["cli", "__main__"],
 ]
 
