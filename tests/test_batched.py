@@ -7,6 +7,7 @@ import torch
 from ilsvrc.data.batched import BatchTransforms
 from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.loaders import Images, loader
+from ilsvrc.data.order import EpochOrder
 from ilsvrc.data.resident import ResidentSplit
 from ilsvrc.data.stats import compute
 from ilsvrc.data.transforms import PaperTransforms
@@ -93,14 +94,14 @@ def _readers():
 
     from ilsvrc.data.streamed import READER
 
-    return [t for t in threading.enumerate() if t.name == READER]
+    return [t for t in threading.enumerate() if t.name.startswith(READER)]
 
 
 def test_stopping_a_stream_early_ends_its_reader(tiny_data, tmp_path):
     split, batched = _stream(tiny_data, tmp_path)
     batches = split.batches(batched, 2, shuffle=True)
     next(batches)
-    assert len(_readers()) == 1
+    assert _readers()
     batches.close()  # what a break out of the training loop does
     for reader in _readers():
         reader.join(timeout=5)
@@ -134,6 +135,34 @@ def test_an_error_in_the_stream_reader_ends_the_stream_with_it(tiny_data, tmp_pa
     consumer.join(timeout=30)  # the reader's error used to leave the consumer waiting forever
     assert not consumer.is_alive(), "the stream waits forever after its reader raised"
     assert len(seen) == 2 and isinstance(seen[1], OSError) and "Input/output error" in str(seen[1])
+
+
+def test_the_stream_reads_ahead_on_several_threads_at_most_prefetch_batches(tiny_data, tmp_path):
+    """Reads overlap (a read waits for the others: with one reading thread it
+    would wait forever), the batches come in order, and no more than
+    ``prefetch`` reads start beyond what the consumer took and the queue holds."""
+    import threading
+
+    split, batched = _stream(tiny_data, tmp_path, prefetch=2)
+    split.readers = 3
+    together = threading.Barrier(3, timeout=20)
+    started = []
+
+    def read(indices):
+        started.append(indices)
+        if len(started) <= 3:
+            together.wait()  # the first three reads are under way at once, or this raises BrokenBarrierError
+        return type(split)._read(split, indices)
+
+    split._read = read
+    batches = split.batches(batched, 2, shuffle=True, seed=3)
+    first = next(batches)
+    ahead = len(started)
+    rest = list(batches)
+    order = EpochOrder(len(split), shuffle=True, seed=3, epoch=0)
+    assert [i for i, _ in order] == [i for share in started for i in share]  # read in the epoch's order
+    assert torch.equal(torch.cat([first.labels, *(b.labels for b in rest)]), split.labels[[i for i, _ in order]])
+    assert ahead <= 1 + 2 + 2 + 1  # taken, queued (prefetch), pending (prefetch), and the one being offered
 
 
 def test_test_batches_hold_a_training_batch_worth_of_pixels():

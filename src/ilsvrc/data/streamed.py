@@ -1,8 +1,11 @@
 """Batches decoded on the device from a packed store, for data too large to
 keep resident (ImageNet itself).
 
-A background thread reads the stored bytes of the next batches from the
-memory-mapped parts while the device works; each batch's JPEGs are decoded
+Background threads (``readers``, 4 by default: reads that miss the page
+cache wait on the disk, and several waits overlap) read the stored bytes of
+the next batches from the memory-mapped parts while the device works, at
+most ``prefetch`` batches ahead, so memory stays bounded whatever the
+store's size; each batch's JPEGs are decoded
 together by ``torchvision.io.decode_jpeg(..., device=...)`` (nvJPEG on a GPU,
 libjpeg-turbo on the CPU) and cropped by ``BatchTransforms``. Order and
 random draws are those of the other loaders.
@@ -10,6 +13,8 @@ random draws are those of the other loaders.
 
 import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -26,10 +31,10 @@ READER = "ilsvrc-stream-reader"  # the reading thread's name
 class StreamedSplit:
     """A packed split whose batches are read from disk ahead of use and decoded on ``device`` (``size`` x ``size``)."""
 
-    def __init__(self, split: PackedSplit, size: int, device: torch.device, prefetch: int = 4):
+    def __init__(self, split: PackedSplit, size: int, device: torch.device, prefetch: int = 4, readers: int = 4):
         if not isinstance(split, PackedSplit):
             raise ValueError("streaming needs a packed store (ilsvrc pack)")
-        self.split, self.size, self.device, self.prefetch = split, size, device, prefetch
+        self.split, self.size, self.device, self.prefetch, self.readers = split, size, device, prefetch, readers
         self.labels = torch.tensor(split.labels, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -66,11 +71,19 @@ class StreamedSplit:
                     pass
             return False
 
-        def reader():  # host side: bytes of the next batches, ahead of the device
+        def reader():  # host side: bytes of the next batches, ahead of the device, in order
             try:
-                for share in shares:
-                    if not offer((share, self._read([i for i, _ in share]))):
-                        return
+                with ThreadPoolExecutor(self.readers, thread_name_prefix=READER) as pool:
+                    pending = deque()  # (share, its read under way): at most ``prefetch`` beyond the queue's
+                    for share in [*shares, None]:
+                        if share is not None:
+                            pending.append((share, pool.submit(self._read, [i for i, _ in share])))
+                        while pending and (share is None or len(pending) > self.prefetch):
+                            first, read = pending.popleft()
+                            if not offer((first, read.result())):
+                                for _, rest in pending:
+                                    rest.cancel()
+                                return
             except BaseException as error:  # the consumer raises it: a reader that dies silently would leave it waiting
                 offer(error)
                 return
