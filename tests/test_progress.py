@@ -41,3 +41,24 @@ def test_explicit_settings_win_over_the_preset(tiny_data, tmp_path):
     row = train("resnet-cifar", tiny_data, tmp_path / "run", preset="demo", model="resnet-20", iterations=2,
                 device="cpu", workers=0, progress=False)
     assert row["step"] == 2  # the preset's 400 steps gave way to iterations=2
+
+
+def test_the_plan_line_says_why_the_batches_are_not_resident(tiny_data, tmp_path, capsys, monkeypatch):
+    """Too large for memory, a folder trains from CPU workers, and the plan
+    line says so with the size; on a GPU it names `ilsvrc pack` (which lets a
+    store stream, decoded on the GPU); resident or asked for, it says nothing."""
+    import torch
+
+    from ilsvrc.data import sources
+
+    monkeypatch.setattr(sources, "fits", lambda *args, **kwargs: False)  # as if the machine had no memory to spare
+    train("alexnet", tiny_data, tmp_path / "run", max_steps=1, epochs=1, batch_size=8, image_size=64, device="cpu",
+          workers=0, progress=False)
+    plan = capsys.readouterr().out.splitlines()[0]
+    gib = 24 * 3 * 73 * 73 / 2**30  # 24 images at the recipe's 256 of 224, scaled to 64: 73 px
+    assert f"workers batches (too large to keep in memory ({gib:.1f} GiB at 73x73): 0 CPU workers decode" in plan
+    cuda = sources.reason("auto", "workers", range(10), 256, torch.device("cuda"), 8)
+    assert "8 CPU workers" in cuda and "`ilsvrc pack`" in cuda
+    assert "decoded on the GPU" in sources.reason("auto", "stream", range(10), 256, torch.device("cuda"), 8)
+    assert sources.reason("auto", "resident", range(10), 256, torch.device("cpu"), 0) == ""
+    assert sources.reason("workers", "workers", range(10), 256, torch.device("cpu"), 0) == ""

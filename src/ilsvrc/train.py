@@ -389,7 +389,8 @@ def _say_plan(run: Run, state: TrainState) -> None:
     """The plan, before the first step (issue 16: what runs where, and how long it is)."""
     n, planned = run.epochs, run.epochs * run.steps_per_epoch
     tqdm.write(f"{run.prefix}{run.recipe.recipe} ({run.recipe.network}) on {run.root} ({len(run.dataset.train)} training,"
-               f" {len(run.dataset.heldout)} held-out images), {run.dev}, {run.mode} step{_unusual(run)}, {run.batches.kind} batches:"
+               f" {len(run.dataset.heldout)} held-out images), {run.dev}, {run.mode} step{_unusual(run)}, {run.batches.kind} batches"
+               f"{f' ({run.batches.why})' if run.batches.why else ''}:"
                f" {n} epoch{'s' * (n != 1)} x {run.steps_per_epoch} step{'s' * (run.steps_per_epoch != 1)} of {run.recipe.optim.batch_size}"
                f"{f', stopping at step {run.total}' if run.total < planned else ''}"
                f"{f', from step {state.step}' if state.step else ''}, into {run.folder.path}")

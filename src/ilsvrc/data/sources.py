@@ -18,7 +18,7 @@ import torch
 
 from .batched import BatchTransforms
 from .loaders import Images, loader
-from .resident import ResidentFeed, fits, shared
+from .resident import ResidentFeed, fits, nbytes, shared
 from .store import PackedSplit
 from .streamed import StreamedSplit
 from .transforms import PaperTransforms
@@ -44,6 +44,7 @@ class Source:
     train: Callable[[int, int], Iterable]  # (epoch, start_batch) -> training batches
     test: Callable[[], Iterable]  # () -> test batches
     feed: ResidentFeed | None = None  # training batches made inside the step, where the data allows (resident.py)
+    why: str = ""  # why this kind, for the plan line (``reason``)
 
 
 def choose(kind: str, dataset, size: int, device: torch.device) -> str:
@@ -63,11 +64,27 @@ def _choice(kind: str, split, device: torch.device, resident_fits: bool) -> str:
     return "workers"
 
 
+def reason(asked: str, kind: str, split, size: int, device: torch.device, workers: int) -> str:
+    """Why "auto" chose a kind other than resident for ``split``, and where a
+    faster way exists, what gives it: the plan line's words (train.py). ""
+    for resident batches (the fast way) and for a kind the user asked for."""
+    if asked != "auto" or kind == "resident":
+        return ""
+    gib = f"{nbytes(split, size) / 2**30:.1f} GiB at {size}x{size}"
+    if kind == "stream":
+        return f"too large to keep in GPU memory ({gib}): read from the packed store, decoded on the GPU"
+    if device.type == "cuda":
+        return (f"too large to keep in GPU memory ({gib}) and not a packed store: {workers} CPU workers decode"
+                " every image every epoch; `ilsvrc pack` once lets it stream, decoded on the GPU")
+    return f"too large to keep in memory ({gib}): {workers} CPU workers decode every image every epoch"
+
+
 def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device, batch_size: int, *, seed: int,
            test_crops: int, workers: int, progress: bool, rank: int = 0, world: int = 1) -> Source:
     """Batch makers for training (shuffled by epoch) and testing (in order)."""
     size = transforms.stats.size
-    kind = choose(kind, dataset, size, device)
+    asked, kind = kind, choose(kind, dataset, size, device)
+    why = reason(asked, kind, dataset.train, size, device, workers)
     test_batch = test_batch_size(batch_size, transforms.image_size, test_crops)
     shard = dict(rank=rank, world=world)
     test = _tests(kind, dataset.heldout, transforms, device, test_batch, test_crops, workers, progress, shard)
@@ -75,7 +92,7 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
         train_images = Images(dataset.train, transforms)
         return Source(kind, lambda epoch, start: loader(train_images, batch_size, shuffle=True, seed=seed, epoch=epoch,
                                                         start_batch=start, workers=workers,
-                                                        pin_memory=device.type == "cuda", **shard), test)
+                                                        pin_memory=device.type == "cuda", **shard), test, why=why)
     train_split = _on_device(kind, dataset.train, size, device, workers, progress)
     batched = BatchTransforms(transforms, device)
     feed = None
@@ -87,6 +104,7 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
                                                  start_batch=start, **shard),
         test,
         feed,
+        why,
     )
 
 
