@@ -16,7 +16,12 @@ the ``experiment.json`` of each directory that ``ilsvrc experiment`` wrote
 Every input is read and checked before anything is written: a missing
 directory, experiment.json or figure is a ``UserError`` naming the path, and
 so is a figure outside the experiment's own directory (an experiment.json
-that names ``/etc/passwd`` or ``../../x`` does not get it copied or embedded).
+that names ``/etc/passwd`` or ``../../x`` does not get it copied or embedded),
+and a record whose parts are not of the kinds SCHEMA.md gives them (an entry
+of ``runs``, ``tables`` or ``comparisons`` that is not an object, a duration
+that is not a finite number of seconds). A figure that is not a number
+(``NaN``: a run that diverged before its first epoch) is shown as it is, and
+the difference to the paper's as a dash.
 Record text is text in both pages: HTML-escaped in report.html, its ``<`` and
 ``>`` written as ``&lt;`` and ``&gt;`` in report.md.
 """
@@ -24,6 +29,7 @@ Record text is text in both pages: HTML-escaped in report.html, its ``<`` and
 import base64
 import html
 import json
+import math
 import re
 import shutil
 import sys
@@ -69,7 +75,39 @@ def _load(run_dir: Path) -> dict:
             raise UserError(f"figure missing: {fig['source']} (listed in {path})")
     exp.setdefault("experiment", run_dir.name)
     exp.setdefault("title", exp["experiment"])
+    _check(exp, path)
     return exp
+
+
+def _check(exp: dict, path: Path) -> None:
+    """The parts of a record that the report computes with are of the kinds
+    SCHEMA.md gives them: a malformed record is one line naming what is
+    wrong, not a traceback (docs/architecture.md, "One line, one exit code")."""
+    def fail(what: str):
+        raise UserError(f"{path}: {what}")
+
+    for key in ("runs", "tables", "comparisons"):
+        for item in exp[key]:
+            if not isinstance(item, dict):
+                fail(f"an entry of {key!r} is not an object: {item!r}")
+    for key in ("experiment", "title"):
+        if not isinstance(exp[key], str):
+            fail(f"{key!r} is not text: {exp[key]!r}")
+    seconds = [("'duration_s'", exp.get("duration_s"))] + [(f"'seconds' of run {r.get('name')!r}", r.get("seconds"))
+                                                           for r in exp["runs"]]
+    for what, value in seconds:  # (null: not known)
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value)):
+            fail(f"{what} is {value!r}, not a number of seconds")
+    objects = [("'versions'", exp.get("versions"))] + [(f"{k!r} of run {r.get('name')!r}", r.get(k))
+                                                       for r in exp["runs"] for k in ("settings", "final")]
+    for what, value in objects:
+        if value is not None and not isinstance(value, dict):
+            fail(f"{what} is not an object: {value!r}")
+    for t in exp["tables"]:
+        if not isinstance(t.get("columns", []), list) or not isinstance(t.get("rows", []), list) \
+                or not all(isinstance(row, list) for row in t.get("rows", [])):
+            fail(f"table {t.get('title')!r} has columns or rows that are not lists")
 
 
 def _safe(name) -> str:
@@ -138,8 +176,8 @@ def _seconds(exp: dict):
 def _verdict(c: dict) -> str:
     """The difference column: signed, and flagged when beyond the tolerance."""
     measured, paper = c.get("measured"), c.get("paper")
-    if not isinstance(measured, (int, float)) or not isinstance(paper, (int, float)):
-        return DASH
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (measured, paper)):
+        return DASH  # no number to compare (null, or NaN: a run that diverged)
     diff = measured - paper
     unit = "points" if c.get("unit") == "%" else (c.get("unit") or "")
     if abs(diff) <= TOLERANCE:
