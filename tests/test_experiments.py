@@ -81,26 +81,40 @@ def test_quick_budget_writes_its_record_figures_and_tables(done, name):
         assert (folder / run["dir"] / "metrics.jsonl").exists() and run["steps"] >= 1
     plan = experiments.plan(name)
     rows = record["tables"][0]["rows"] if record["tables"] else []
+    final = {run["name"]: run["final"] for run in record["runs"]}  # what each table row must repeat
     if name == "resnet-cifar":  # plain and residual at each depth of the budget, the paper's number beside the residual ones
         depths = plan["budget"]["quick"]["depths"]
         assert [(r[0], r[1]) for r in rows] == [(k, d) for k in ("plain", "residual") for d in depths]
         assert [r[4] for r in rows] == [None] * len(depths) + [plan["published"][f"resnet-{d}"] for d in depths]
+        for kind, depth, train_error, test_error, _ in rows:
+            run = final[f"{'plain' if kind == 'plain' else 'resnet'}-{depth}"]
+            assert (train_error, test_error) == (run["train_error"], run["val_top1_error"])
         assert len(record["comparisons"]) == len(depths)
     elif name == "alexnet-ablations":
         assert [r[0] for r in rows] == [v["name"] for v in plan["variants"]]
         assert [r[5] for r in rows] == [v.get("paper_top1") for v in plan["variants"]]
+        for r in rows:
+            run = final[r[0].replace(" ", "-").replace("/", "-")]
+            assert (r[1], r[2]) == (run["val_top1_error"], run["val_top5_error"])
+        assert [r[3] for r in rows[1:]] == [round(r[1] - rows[0][1], 2) for r in rows[1:]]  # change from the paper network
     elif name == "alexnet-fig1":
         assert [r[0] for r in rows] == ["relu", "tanh"]
+        for r in rows:
+            assert (r[3], r[4]) == (final[r[0]]["train_error"], final[r[0]]["val_top1_error"])
         assert record["comparisons"][0]["paper"] == 6.0
     elif name == "vgg-depth":
         assert [r[0] for r in rows] == plan["configurations"]
         assert [r[1] for r in rows] == [11, 11, 13, 16, 16, 19]
+        for r in rows:
+            assert (r[2], r[3]) == (final[r[0]]["val_top1_error"], final[r[0]]["val_top5_error"])
         assert {r["name"]: r["settings"].get("init_from") is not None for r in record["runs"]} == {
             n: n in plan["init_from_a"] for n in plan["configurations"]}
     elif name == "alexnet-fig4":
         assert len(rows) == plan["figure"]["images"]  # 8 of the 12 held-out images, spread over the classes
         assert len(record["tables"][1]["rows"]) == plan["figure"]["queries"]
     elif name == "nin-cifar":
+        (run,) = final.values()
+        assert rows == [[rows[0][0], run["train_error"], run["val_top1_error"], 8.81]]
         assert record["comparisons"][0]["paper"] == 8.81
 
 
