@@ -17,6 +17,15 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Under pytest-xdist (pyproject.toml's addopts: one worker per core) each
+# worker computes on its share of the cores, and so do the processes its
+# tests start: N workers each taking every core would oversubscribe them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    _threads = max(1, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
+
 
 def shared_datasets() -> Path | None:
     """$ILSVRC_DATA, else ../shared/datasets beside the checkout, if present."""
