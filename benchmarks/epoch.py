@@ -191,6 +191,56 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _time_source(args, device: torch.device, name: str, root: Path, reads: str, model: dict, progress: bool) -> dict:
+    """One training run of the recipe from ``root`` with loader ``name``: its figures."""
+    with tempfile.TemporaryDirectory(prefix=f"ilsvrc-bench-epoch-{name}-", dir=args.runs_dir) as tmp:
+        torch._dynamo.reset()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        loads: list[float] = []
+        sync(device)
+        start = time.perf_counter()
+        with timed_source(device, loads):
+            last = ilsvrc.train(RECIPE, data=root, out=Path(tmp) / "run", max_steps=args.max_steps,
+                                device=args.device, workers=args.workers, seed=args.seed, progress=progress,
+                                data_loader=name, compile=args.compile, batch_size=args.batch_size,
+                                image_size=args.image_size, epochs=args.epochs)
+        sync(device)
+        wall = time.perf_counter() - start
+        rows = _rows(Path(tmp) / "run" / "metrics.jsonl")
+        kind = json.loads((Path(tmp) / "run" / "config.json").read_text())["loader"]
+    gc.collect()
+    return {
+        "source": kind, "reads": reads,
+        "images_per_s": last["images_per_s"],
+        "ratio_to_model_only": last["images_per_s"] / model["images_per_s"],
+        "first_epoch_images_per_s": rows[0]["images_per_s"],
+        "epoch_time_s": last["epoch_time_s"],
+        "images": round(last["images_per_s"] * last["epoch_time_s"]),
+        "steps": last["step"], "complete": last["complete"],
+        "wall_s": wall, "load_s": sum(loads),
+        "val_top1_error": last["val_top1_error"],
+        "rows": rows,
+    }
+
+
+def _one_time(args, dataset, size: int, needed: set, progress: bool, meta: dict) -> tuple[dict, Path | None]:
+    """The one-time costs, outside the per-source figures: the statistics and the packed store."""
+    once: dict = {}
+    store = None
+    if "folder" in needed:
+        cached = cache_path(dataset.train, size).exists()
+        start = time.perf_counter()
+        load_or_compute(dataset.train, size, default_workers(args.workers), progress)
+        once["stats_s"], once["stats_cached"] = time.perf_counter() - start, cached
+    if "store" in needed:
+        store_path, pack_s = store_for(dataset, args.store_dir or default_store_dir(), size, args.workers, progress, "epoch.py")
+        once["pack_s"] = pack_s
+        meta["store"], meta["store_reused"] = str(store_path), pack_s is None
+        store = store_path
+    return once, store
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print the table, and return every figure."""
     args = parse_args(argv)
@@ -200,7 +250,6 @@ def main(argv: list[str] | None = None) -> dict:
     size = plan.data.resize
     dataset = open_dataset(args.data)
     origins = {"resident": args.resident_from, "stream": "store", "workers": args.workers_from}
-    needed = {origins[s] for s in args.loaders}
     meta = {
         **machine(device),
         "data": str(Path(args.data).resolve()),
@@ -225,19 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"from {size}x{size}, {meta['precision']}, {'compiled' if args.compile else 'eager'}; {span} per source")
     print(flush=True)
 
-    # One-time costs, outside the per-source figures: statistics and the packed store.
-    once: dict = {}
-    store = None
-    if "folder" in needed:
-        cached = cache_path(dataset.train, size).exists()
-        start = time.perf_counter()
-        load_or_compute(dataset.train, size, default_workers(args.workers), progress)
-        once["stats_s"], once["stats_cached"] = time.perf_counter() - start, cached
-    if "store" in needed:
-        store_path, pack_s = store_for(dataset, args.store_dir or default_store_dir(), size, args.workers, progress, "epoch.py")
-        once["pack_s"] = pack_s
-        meta["store"], meta["store_reused"] = str(store_path), pack_s is None
-        store = store_path
+    once, store = _one_time(args, dataset, size, {origins[s] for s in args.loaders}, progress, meta)
     roots = {"folder": Path(args.data), "store": store}
 
     model = model_only(device, args.batch_size, args.image_size, args.compile, args.model_classes or len(dataset.classes),
@@ -250,37 +287,9 @@ def main(argv: list[str] | None = None) -> dict:
     header = f"{'source':<18} {'train img/s':>11} {'/ model-only':>12} {'first epoch':>11} {'wall s':>8} {'load s':>7} {'steps':>6}"
     lines = []
     for name in args.loaders:
-        with tempfile.TemporaryDirectory(prefix=f"ilsvrc-bench-epoch-{name}-", dir=args.runs_dir) as tmp:
-            torch._dynamo.reset()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            loads: list[float] = []
-            sync(device)
-            start = time.perf_counter()
-            with timed_source(device, loads):
-                last = ilsvrc.train(RECIPE, data=roots[origins[name]], out=Path(tmp) / "run", max_steps=args.max_steps,
-                                    device=args.device, workers=args.workers, seed=args.seed, progress=progress,
-                                    data_loader=name, compile=args.compile, batch_size=args.batch_size,
-                                    image_size=args.image_size, epochs=args.epochs)
-            sync(device)
-            wall = time.perf_counter() - start
-            rows = _rows(Path(tmp) / "run" / "metrics.jsonl")
-            kind = json.loads((Path(tmp) / "run" / "config.json").read_text())["loader"]
-        gc.collect()
-        r = {
-            "source": kind, "reads": origins[name],
-            "images_per_s": last["images_per_s"],
-            "ratio_to_model_only": last["images_per_s"] / model["images_per_s"],
-            "first_epoch_images_per_s": rows[0]["images_per_s"],
-            "epoch_time_s": last["epoch_time_s"],
-            "images": round(last["images_per_s"] * last["epoch_time_s"]),
-            "steps": last["step"], "complete": last["complete"],
-            "wall_s": wall, "load_s": sum(loads),
-            "val_top1_error": last["val_top1_error"],
-            "rows": rows,
-        }
+        r = _time_source(args, device, name, roots[origins[name]], origins[name], model, progress)
         results[name] = r
-        first = f"{r['first_epoch_images_per_s']:>11.1f}" if len(rows) > 1 else f"{'-':>11}"
+        first = f"{r['first_epoch_images_per_s']:>11.1f}" if len(r["rows"]) > 1 else f"{'-':>11}"
         lines.append(f"{name + ' (' + r['reads'] + ')':<18} {r['images_per_s']:>11.1f} {r['ratio_to_model_only']:>11.2f}x "
                      f"{first} {r['wall_s']:>8.1f} {r['load_s']:>7.1f} {r['steps']:>6}")
         print(f"{name}: {r['images_per_s']:.1f} train images/s, {r['ratio_to_model_only']:.2f}x model-only, "
