@@ -97,20 +97,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Train until the target, print the figures, and return them."""
-    args = parse_args(argv)
-    progress = sys.stderr.isatty()
-    overrides = {key: getattr(args, key) for _, key, _ in OVERRIDES if getattr(args, key) is not None}
-    try:
-        plan = recipes.resolve(RECIPE, **overrides).to_dict()
-        device = pick_device(args.device)
-        dataset = open_dataset(args.data)
-    except ilsvrc.UserError as e:
-        raise SystemExit(f"benchmarks/time_to_accuracy.py: error: {e}") from None
-    compiled = args.compile if args.compile is not None else device.type == "cuda"
+def _meta(args, argv, plan: dict, device, dataset, overrides: dict, compiled: bool) -> dict:
+    """What every recorded figure states: machine, data, recipe, settings, command."""
     d, o, s = plan["data"], plan["optim"], plan["schedule"]
-    meta = {
+    return {
         **machine(device),
         "data": str(Path(args.data).resolve()),
         "train_images": len(dataset.train), "val_images": len(dataset.heldout), "classes": len(dataset.classes),
@@ -123,6 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
         "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "float32",
         "command": " ".join(["python", "benchmarks/time_to_accuracy.py", *(sys.argv[1:] if argv is None else argv)]),
     }
+
+
+def _print_plan(args, meta: dict, overrides: dict, compiled: bool) -> None:
+    """What is measured, on what, before the run."""
     changed = ", ".join(f"{k} {v}" for k, v in overrides.items()) or "none"
     st = meta["settings"]
     print(f"date         {meta['date']}")
@@ -136,6 +130,40 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"run          loader {args.loader}, {meta['precision']}, {'compiled' if compiled else 'eager'}, seed {args.seed}")
     print(f"target       val top-1 error <= {args.target:g}% (centre crop)")
     print(flush=True)
+
+
+def _print_result(args, result: dict, rows: list[dict]) -> None:
+    """The epochs' rows and the verdict."""
+    print()
+    print(f"{'epoch':>5} {'step':>7} {'val top-1 %':>11} {'val top-5 %':>11} {'lr':>8} {'train img/s':>11} {'epoch s':>8}")
+    for r in rows:
+        print(f"{r['epoch']:>5} {r['step']:>7} {r['val_top1_error']:>11.2f} {r['val_top5_error']:>11.2f} {r['lr']:>8.2g} "
+              f"{r['images_per_s']:>11.1f} {r['epoch_time_s']:>8.1f}{'' if r['complete'] else '  (partial)'}")
+    print()
+    verdict = (f"reached {result['val_top1_error']:.2f}% <= {args.target:g}% at epoch {result['epochs']}" if result['reached']
+               else f"NOT reached: best {result['best_val_top1_error']:.2f}% > {args.target:g}% after {result['epochs']} epoch(s)")
+    print(f"result       {verdict} (loader {result['loader']})")
+    print(f"wall         {result['wall_s']:.1f} s from the start{' to that epoch' if result['reached'] else ''} "
+          f"(statistics {result['stats_s']:.1f} s, {'cached' if result['stats_cached'] else 'computed'}; one-time load {result['load_s']:.1f} s)")
+    print(f"             {result['wall_excluding_stats_and_load_s']:.1f} s without statistics and loading; "
+          f"{result['training_steps_s']:.1f} s in the training steps alone; {result['from_rows_s']:.0f} s by the metrics rows")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train until the target, print the figures, and return them."""
+    args = parse_args(argv)
+    progress = sys.stderr.isatty()
+    overrides = {key: getattr(args, key) for _, key, _ in OVERRIDES if getattr(args, key) is not None}
+    try:
+        plan = recipes.resolve(RECIPE, **overrides).to_dict()
+        device = pick_device(args.device)
+        dataset = open_dataset(args.data)
+    except ilsvrc.UserError as e:
+        raise SystemExit(f"benchmarks/time_to_accuracy.py: error: {e}") from None
+    compiled = args.compile if args.compile is not None else device.type == "cuda"
+    d = plan["data"]
+    meta = _meta(args, argv, plan, device, dataset, overrides, compiled)
+    _print_plan(args, meta, overrides, compiled)
 
     tmp = None
     out = args.out
@@ -188,19 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         "from_rows_s": (datetime.datetime.fromisoformat(end["time"]) - started.replace(microsecond=0)).total_seconds(),
         "loader": loader,
     }
-    print()
-    print(f"{'epoch':>5} {'step':>7} {'val top-1 %':>11} {'val top-5 %':>11} {'lr':>8} {'train img/s':>11} {'epoch s':>8}")
-    for r in rows:
-        print(f"{r['epoch']:>5} {r['step']:>7} {r['val_top1_error']:>11.2f} {r['val_top5_error']:>11.2f} {r['lr']:>8.2g} "
-              f"{r['images_per_s']:>11.1f} {r['epoch_time_s']:>8.1f}{'' if r['complete'] else '  (partial)'}")
-    print()
-    verdict = (f"reached {result['val_top1_error']:.2f}% <= {args.target:g}% at epoch {result['epochs']}" if reached
-               else f"NOT reached: best {result['best_val_top1_error']:.2f}% > {args.target:g}% after {result['epochs']} epoch(s)")
-    print(f"result       {verdict} (loader {loader})")
-    print(f"wall         {result['wall_s']:.1f} s from the start{' to that epoch' if reached else ''} "
-          f"(statistics {result['stats_s']:.1f} s, {'cached' if stats_cached else 'computed'}; one-time load {load_s:.1f} s)")
-    print(f"             {result['wall_excluding_stats_and_load_s']:.1f} s without statistics and loading; "
-          f"{result['training_steps_s']:.1f} s in the training steps alone; {result['from_rows_s']:.0f} s by the metrics rows")
+    _print_result(args, result, rows)
 
     output = {**meta, "result": result, "rows": rows}
     write_json(args.json, output)
