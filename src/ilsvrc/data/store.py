@@ -580,10 +580,12 @@ class _Journal:
         return lines
 
     def _tidy(self) -> None:
-        """Remove every file that no line names (the lock's aside)."""
-        named = {LOCK, JOURNAL}
+        """Remove every file that no line names (the lock's aside), and every
+        statistics file but the last: a kill after a line and before the
+        unlink of the file it replaces leaves the one before."""
+        named = {LOCK, JOURNAL, self.accumulator}
         for r in self.records:
-            named |= {v for v in (r.get("part") or {}).values() if isinstance(v, str)} | {r.get("accumulator"), r.get("file")}
+            named |= {v for v in (r.get("part") or {}).values() if isinstance(v, str)} | {r.get("file")}
         for path in self.folder.iterdir():
             if path.name not in named:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
