@@ -121,15 +121,15 @@ STALLING = textwrap.dedent("""
     from ilsvrc.cli import main
     from ilsvrc.data import store
 
-    encoded = store._Encoded.__iter__
+    encoded = store.Encoded.__iter__
 
     def stalling(self):
         for i, item in enumerate(encoded(self), start=self.start):
-            while self.args[0].name == "train" and i == 13:
+            while self.name == "train" and i == 13:
                 time.sleep(1)
             yield item
 
-    store._Encoded.__iter__ = stalling
+    store.Encoded.__iter__ = stalling
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -155,15 +155,15 @@ def reference(tiny_data, tmp_path_factory) -> dict:
 
 def interrupt_at(monkeypatch, split: str, index: int) -> None:
     """Ctrl-C in ``pack`` as it is about to write image ``index`` of ``split``."""
-    encoded = store._Encoded.__iter__
+    encoded = store.Encoded.__iter__
 
     def interrupted(self):
         for i, item in enumerate(encoded(self), start=self.start):
-            if self.args[0].name == split and i == index:
+            if self.name == split and i == index:
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(store._Encoded, "__iter__", interrupted)
+    monkeypatch.setattr(store.Encoded, "__iter__", interrupted)
 
 
 def test_a_killed_pack_resumes_to_the_bytes_of_one_never_stopped(tiny_data, reference, tmp_path, monkeypatch, capsys):

@@ -50,15 +50,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
 from ..device import default_workers
 from ..errors import UserError
-from .images import decode_rgb, for_store
+from .images import decode_rgb
 from .labels import DEVKIT_META, devkit_synsets
-from .store import check_options, is_store, write_store
+from .store import Encoded, check_options, encoded, is_store, write_store
 
 TRAIN, VAL, DEVKIT = "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"
 ARCHIVES = {  # each file: what it is, and why the pack needs it
@@ -199,10 +198,12 @@ def _check_counts(root: Path, classes: list[str], train: Index, val: Index) -> N
 class _Members(torch.utils.data.Dataset):
     """In a loader worker: one image's bytes, read where its tar holds them
     (a plain tar stores a member's bytes as they are, in one piece, so a
-    worker needs no TarFile of its own), decoded, rescaled and encoded."""
+    worker needs no TarFile of its own, and only the results pass between
+    processes), decoded, rescaled and encoded (``store.encoded``)."""
 
-    def __init__(self, tar: Path, index: Index, size: int, encoding: str, quality: int):
+    def __init__(self, tar: Path, index: Index, size: int, encoding: str, quality: int, contributes: bool):
         self.tar, self.index, self.size, self.encoding, self.quality = tar, index, size, encoding, quality
+        self.contributes = contributes
 
     def __len__(self):
         return len(self.index)
@@ -216,30 +217,7 @@ class _Members(torch.utils.data.Dataset):
         img = decode_rgb(data) if len(data) == length else None  # (short: a download cut off in this image)
         if img is None:
             return None, None, name
-        return *for_store(img, data, self.size, self.encoding, self.quality), name
-
-
-class _Encoded:
-    """``write_store``'s items ``(image, payload, label, name)`` for each image
-    of ``index`` from image ``start`` on; ``starting_at(n)``: the same from
-    image n, those before not read (a resumed pack). Decoded in loader
-    workers as ``store.pack`` does (the decoding is the pack's cost); each
-    worker reads its images' bytes from the tar itself, so only the results
-    pass between processes."""
-
-    def __init__(self, tar: Path, index: Index, size: int, encoding: str, quality: int, workers: int, start: int = 0):
-        self.args, self.start = (tar, index, size, encoding, quality, workers), start
-
-    def starting_at(self, n: int) -> "_Encoded":
-        return _Encoded(*self.args, start=n)
-
-    def __iter__(self):
-        tar, index, size, encoding, quality, workers = self.args
-        indices = range(self.start, len(index))
-        loader = DataLoader(Subset(_Members(tar, index, size, encoding, quality), indices), batch_size=None,
-                            num_workers=workers, generator=torch.Generator(), prefetch_factor=8 if workers else None)
-        for i, (img, payload, name) in zip(indices, loader):
-            yield img, payload, int(index.labels[i]), name
+        return *encoded(img, data, self.size, self.encoding, self.quality, self.contributes), name
 
 
 def pack_archives(data, out, *, size: int = 256, encoding: str = "jpeg", quality: int = 90, part_mib: float = 1024,
@@ -255,8 +233,8 @@ def pack_archives(data, out, *, size: int = 256, encoding: str = "jpeg", quality
     _check_counts(root, classes, train, val)
     words = dict(synsets.values())
     names = {wnid: words[wnid].split(",")[0].strip() for wnid in classes if words.get(wnid)}  # as classnames.read_synsets
-    workers = default_workers(workers)
-    splits = {"train": (len(train), _Encoded(paths[TRAIN], train, size, encoding, quality, workers)),
-              "val": (len(val), _Encoded(paths[VAL], val, size, encoding, quality, workers))}
+    workers = default_workers(workers, cap=None)  # every core, as store.pack
+    splits = {name: (len(index), Encoded(name, _Members(paths[tar], index, size, encoding, quality, name == "train"), index.labels, workers))
+              for name, tar, index in (("train", TRAIN, train), ("val", VAL, val))}
     return write_store(out, classes, splits, size=size, encoding=encoding, quality=quality, part_mib=part_mib,
                        source=root, progress=progress, names=names)

@@ -171,11 +171,8 @@ def open_store(root: Path, need_train: bool = True) -> Dataset:
 
 
 class _Encoder(torch.utils.data.Dataset):
-    """In a loader worker: decode, rescale and encode one image, and, where
-    ``contributes`` (the training split), its part of the statistics' sums
-    (``stats.Contribution``), so that the main process only adds and writes
-    (measured on 2,200 Imagenette images, 2026-12-06: 1.9-2.6 ms of the main
-    process's CPU an image before, 0.6-0.8 ms with this and ``_as_is``)."""
+    """In a loader worker: decode, rescale and encode one image of ``split``
+    (``encoded``)."""
 
     def __init__(self, split: Split, size: int, encoding: str, quality: int, contributes: bool = True):
         self.split, self.size, self.encoding, self.quality = split, size, encoding, quality
@@ -189,15 +186,23 @@ class _Encoder(torch.utils.data.Dataset):
         img = decode_rgb(path)
         if img is None:
             return None, None, path
-        img, payload = self._encode(img, path)
-        if not self.contributes:
-            return None, payload, path
-        return Contribution(img.contiguous().numpy(), rgb_products(img).numpy()), payload, path
-
-    def _encode(self, img: torch.Tensor, path: str) -> tuple[torch.Tensor, np.ndarray]:
         # the file's own bytes may be kept only when it has the store's geometry already: read it only then
         keep = img.shape[1:] == (self.size, self.size) and self.encoding == "jpeg"
-        return for_store(img, Path(path).read_bytes() if keep else b"", self.size, self.encoding, self.quality)
+        return *encoded(img, Path(path).read_bytes() if keep else b"", self.size, self.encoding, self.quality, self.contributes), path
+
+
+def encoded(img: torch.Tensor, data: bytes, size: int, encoding: str, quality: int, contributes: bool) -> tuple:
+    """In a loader worker: the decoded image ``img`` (from the file ``data``)
+    rescaled and encoded, as ``(contribution, payload)``: where
+    ``contributes`` (the training split), its part of the statistics' sums
+    (``stats.Contribution``), so that the main process only adds and writes
+    (measured on 2,200 Imagenette images, 2026-12-06: 1.9-2.6 ms of the main
+    process's CPU an image before, 0.6-0.8 ms with this and ``_as_is``);
+    else None."""
+    img, payload = for_store(img, data, size, encoding, quality)
+    if not contributes:
+        return None, payload
+    return Contribution(img.contiguous().numpy(), rgb_products(img).numpy()), payload
 
 
 def pack(
@@ -220,33 +225,34 @@ def pack(
         raise UserError(f"{data} is already a packed store")
     dataset = open_folder(data, val_labels=val_labels)
     workers = default_workers(workers, cap=None)
-    splits = {split.name: (len(split), _Encoded(split, size, encoding, quality, workers))
+    splits = {split.name: (len(split), Encoded(split.name, _Encoder(split, size, encoding, quality, split.name == "train"),
+                                               [label for _, label in split.items], workers))
               for split in (dataset.train, dataset.heldout)}
     inputs = {split.name: split.fingerprint() for split in (dataset.train, dataset.heldout)}  # files, labels, sizes, times
     return write_store(out, dataset.classes, splits, size=size, encoding=encoding, quality=quality, part_mib=part_mib,
                        source=dataset.root, progress=progress, names=dataset.names, inputs=inputs)
 
 
-class _Encoded:
-    """``write_store``'s items ``(contribution, payload, label, path)`` for
-    each image of ``split`` from item ``start`` on, decoded and encoded in
-    loader workers; ``starting_at(n)``: the same from item n, the n before
-    not read (a resumed pack)."""
+class Encoded:
+    """``write_store``'s items ``(contribution, payload, label, name)`` of the
+    split ``name``: item i of ``images`` (a Dataset whose items are
+    ``(contribution, payload, name)``, made in loader workers: ``_Encoder``,
+    ``archives._Members``) with label ``labels[i]``, from item ``start`` on;
+    ``starting_at(n)``: the same from item n, the n before not read (a
+    resumed pack)."""
 
-    def __init__(self, split: Split, size: int, encoding: str, quality: int, workers: int, start: int = 0):
-        self.args, self.start = (split, size, encoding, quality, workers), start
+    def __init__(self, name: str, images, labels, workers: int, start: int = 0):
+        self.name, self.images, self.labels, self.workers, self.start = name, images, labels, workers, start
 
-    def starting_at(self, n: int) -> "_Encoded":
-        return _Encoded(*self.args, start=n)
+    def starting_at(self, n: int) -> "Encoded":
+        return Encoded(self.name, self.images, self.labels, self.workers, start=n)
 
     def __iter__(self):
-        split, size, encoding, quality, workers = self.args
-        indices = range(self.start, len(split))
-        encoder = Subset(_Encoder(split, size, encoding, quality, contributes=split.name == "train"), indices)
-        loader = DataLoader(encoder, batch_size=None, num_workers=workers, collate_fn=_as_is, generator=torch.Generator(),
-                            prefetch_factor=8 if workers else None)
-        for i, (contribution, payload, path) in zip(indices, loader):
-            yield contribution, payload, split.items[i][1], path
+        indices = range(self.start, len(self.images))
+        loader = DataLoader(Subset(self.images, indices), batch_size=None, num_workers=self.workers, collate_fn=_as_is,
+                            generator=torch.Generator(), prefetch_factor=8 if self.workers else None)
+        for i, (contribution, payload, name) in zip(indices, loader):
+            yield contribution, payload, int(self.labels[i]), name
 
 
 def _as_is(item):
