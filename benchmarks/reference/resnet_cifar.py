@@ -342,6 +342,56 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def sgd(model, lr, momentum, weight_decay, milestones, fused):
+    """Sec. 3.4 / 4.2: SGD, momentum 0.9, weight decay 1e-4 (on every
+    parameter, as Caffe); lr 0.1, "divide it by 10 at 32k and 48k
+    iterations", the scheduler stepped every iteration."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                **({"fused": True} if fused else {}))
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
+
+
+class Tally:
+    """Each step's loss and wrong answers, kept on the device and read only
+    at log and eval points (a read is a device sync)."""
+
+    def __init__(self, iterations, steps_per_epoch, device):
+        self.losses = torch.zeros(iterations, device=device)
+        self.wrong = torch.zeros(iterations, dtype=torch.int64, device=device)
+        self.sizes = []  # batch sizes, known on the host
+        self.steps_per_epoch, self.device = steps_per_epoch, device
+
+    def add(self, step, loss, logits, y):
+        self.losses[step] = loss.detach().float()
+        self.wrong[step] = (logits.detach().argmax(1) != y).sum()
+        self.sizes.append(len(y))
+
+    def window(self, step):
+        """Training error and loss over the last epoch's worth of steps before ``step``."""
+        lo = max(0, step - self.steps_per_epoch)
+        seen = sum(self.sizes[lo:step])
+        error = 100.0 * self.wrong[lo:step].sum().item() / seen
+        loss = (self.losses[lo:step] * torch.tensor(self.sizes[lo:step], device=self.device)).sum().item() / seen
+        return error, loss
+
+    def show(self, bar, done, iterations, lr):
+        bar.update(1)
+        if done % 100 == 0 or done == iterations:
+            error, loss = self.window(done)
+            bar.set_postfix(loss=f"{loss:.3f}", train_err=f"{error:.1f}%", lr=f"{lr:g}")
+
+
+def setup(device, precision, compile):
+    """The torch.device, whether bf16 autocast, whether channels_last (a
+    compiled network on a GPU); cuDNN's autotuner on for a GPU."""
+    if precision not in ("float32", "bf16"):
+        raise ValueError(f"precision {precision!r}: float32 or bf16")
+    device = torch.device(resolve_device(device))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device, precision == "bf16", compile and device.type == "cuda"
+
+
 def train(data, *, depth=20, residual=True, iterations=64000, milestones=(32000, 48000), batch_size=128,
           lr=0.1, momentum=0.9, weight_decay=1e-4, seed=0, device="cpu", precision="float32", compile=False,
           eval_every=None, progress=True, return_model=False):
@@ -355,17 +405,9 @@ def train(data, *, depth=20, residual=True, iterations=64000, milestones=(32000,
     eval_every is set, curve: [{iteration, train_error, train_loss,
     test_error}] every eval_every steps and at the end. return_model=True adds
     the trained model under "model" (not JSON-serialisable)."""
-    if precision not in ("float32", "bf16"):
-        raise ValueError(f"precision {precision!r}: float32 or bf16")
-    device = torch.device(resolve_device(device))
-    cuda, bf16 = device.type == "cuda", precision == "bf16"
-    channels_last = compile and cuda
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-
+    device, bf16, channels_last = setup(device, precision, compile)
     # the data, resident on the device as uint8
-    train_x, train_y = data["train_images"].to(device), data["train_labels"].to(device)
-    test_x, test_y = data["test_images"].to(device), data["test_labels"].to(device)
+    train_x, train_y, test_x, test_y = (data[k].to(device) for k in ("train_images", "train_labels", "test_images", "test_labels"))
     n = len(train_x)
     mean = pixel_mean(train_x)  # Sec. 4.2: "the per-pixel mean subtracted"
     steps_per_epoch = math.ceil(n / batch_size)  # the last, short batch kept
@@ -375,30 +417,13 @@ def train(data, *, depth=20, residual=True, iterations=64000, milestones=(32000,
     model = ResNet(depth, residual, num_classes=len(data["classes"])).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # Sec. 3.4 / 4.2: SGD, momentum 0.9, weight decay 1e-4 (on every parameter, as Caffe)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                **({"fused": True} if cuda else {}))
-    # Sec. 4.2: lr 0.1, "divide it by 10 at 32k and 48k iterations", stepped every iteration
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
+    optimizer, scheduler = sgd(model, lr, momentum, weight_decay, milestones, fused=device.type == "cuda")
     net = torch.compile(model, dynamic=False) if compile else model
-
-    # per-step statistics stay on the device; read only at log and eval points
-    losses = torch.zeros(iterations, device=device)
-    wrong = torch.zeros(iterations, dtype=torch.int64, device=device)
-    sizes = []  # batch sizes, known on the host
-
-    def window(step):  # train error and loss over the last epoch's worth of steps before ``step``
-        lo = max(0, step - steps_per_epoch)
-        seen = sum(sizes[lo:step])
-        error = 100.0 * wrong[lo:step].sum().item() / seen
-        loss = (losses[lo:step] * torch.tensor(sizes[lo:step], device=device)).sum().item() / seen
-        return error, loss
+    tally = Tally(iterations, steps_per_epoch, device)
 
     curve, eval_seconds = [], 0.0
-    bar = None
-    if progress and tqdm is not None:
-        bar = tqdm(total=iterations, desc=f"{'resnet' if residual else 'plain'}-{depth} seed {seed}",
-                   dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=iterations, desc=f"{'resnet' if residual else 'plain'}-{depth} seed {seed}", dynamic_ncols=True,
+               file=sys.stderr) if progress and tqdm is not None else None
     model.train()
     sync(device)
     start = time.perf_counter()
@@ -414,19 +439,14 @@ def train(data, *, depth=20, residual=True, iterations=64000, milestones=(32000,
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses[step] = loss.detach().float()
-        wrong[step] = (logits.detach().argmax(1) != y).sum()
-        sizes.append(len(y))
+        tally.add(step, loss, logits, y)
         done = step + 1
         if bar is not None:
-            bar.update(1)
-            if done % 100 == 0 or done == iterations:
-                error, mean_loss = window(done)
-                bar.set_postfix(loss=f"{mean_loss:.3f}", train_err=f"{error:.1f}%", lr=f"{scheduler.get_last_lr()[0]:g}")
+            tally.show(bar, done, iterations, scheduler.get_last_lr()[0])
         if eval_every and (done % eval_every == 0 or done == iterations):
             sync(device)
             t = time.perf_counter()
-            error, mean_loss = window(done)
+            error, mean_loss = tally.window(done)
             curve.append(dict(iteration=done, train_error=error, train_loss=mean_loss,
                               test_error=evaluate(net, test_x, test_y, mean, bf16=bf16, channels_last=channels_last)))
             eval_seconds += time.perf_counter() - t
@@ -436,15 +456,13 @@ def train(data, *, depth=20, residual=True, iterations=64000, milestones=(32000,
         bar.close()
 
     t = time.perf_counter()
-    if curve and curve[-1]["iteration"] == iterations:
-        test_error = curve[-1]["test_error"]
-    else:
-        test_error = evaluate(net, test_x, test_y, mean, bf16=bf16, channels_last=channels_last)
+    test_error = curve[-1]["test_error"] if curve and curve[-1]["iteration"] == iterations else evaluate(
+        net, test_x, test_y, mean, bf16=bf16, channels_last=channels_last)
     eval_seconds += time.perf_counter() - t
-    train_error, train_loss = window(iterations)
+    train_error, train_loss = tally.window(iterations)
     result = dict(test_error=test_error, train_error=train_error, train_loss=train_loss,
-                  first_loss=losses[0].item(), final_lr=scheduler.get_last_lr()[0], iterations=iterations,
-                  epochs=sum(sizes) / n,
+                  first_loss=tally.losses[0].item(), final_lr=scheduler.get_last_lr()[0], iterations=iterations,
+                  epochs=sum(tally.sizes) / n,
                   seconds=seconds, eval_seconds=eval_seconds, seed=seed, depth=depth, residual=residual,
                   precision=precision, device=str(device), compile=compile, batch_size=batch_size, lr=lr,
                   momentum=momentum, weight_decay=weight_decay, milestones=list(milestones),
