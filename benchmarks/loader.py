@@ -252,9 +252,9 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(args, device, progress, data, size, crop, root, synthetic, argv) -> dict:
+def _meta(args, device, data, size, crop, root, dataset, synthetic, argv) -> dict:
+    """The run's date, machine, versions, data and settings, printed as the header."""
     bs, workers = args.batch_size, args.workers
-    dataset = open_dataset(root)
     meta = {
         "date": datetime.date.today().isoformat(),
         "device": device_name(device, threads=False),
@@ -278,6 +278,13 @@ def _run(args, device, progress, data, size, crop, root, synthetic, argv) -> dic
     print(f"setting      batch {bs} of float32 3x{crop}x{crop} (rescale {size}, mean {data['mean']}, crop, "
           f"flip, PCA lighting {data['pca_lighting']}); {workers} workers; {timing}")
     print(flush=True)
+    return meta
+
+
+def _run(args, device, progress, data, size, crop, root, synthetic, argv) -> dict:
+    bs, workers = args.batch_size, args.workers
+    dataset = open_dataset(root)
+    meta = _meta(args, device, data, size, crop, root, dataset, synthetic, argv)
 
     # One-time costs: statistics, packed store, resident split.
     once = {}
