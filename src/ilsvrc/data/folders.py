@@ -156,7 +156,8 @@ def _heldout_classes(heldout_dir: Path, train_dir: Path, train_classes: list[str
     """``(Tiny ImageNet's (image, class) pairs or None, the classes)`` of a
     held-out split in class folders (or with ``val_annotations.txt``), its
     classes those of train/."""
-    annotated = _annotations(heldout_dir) if (heldout_dir / ANNOTATIONS).is_file() else None
+    annotations = heldout_dir / ANNOTATIONS  # Tiny ImageNet's lines FILE<TAB>CLASS<TAB>box, its images in images/
+    annotated = read_labels(annotations, heldout_dir / "images", None) if annotations.is_file() else None
     if annotated is None:
         try:
             check_flat(heldout_dir)
@@ -176,24 +177,6 @@ def _heldout_classes(heldout_dir: Path, train_dir: Path, train_classes: list[str
             f" (only in train: {', '.join(only_train[:3]) or '-'}; only in {heldout_dir.name}: {', '.join(only_held[:3]) or '-'})"
         )
     return annotated, classes
-
-
-def _annotations(folder: Path) -> list[tuple[str, str]]:
-    """(image path, class) for each line ``file<TAB>wnid<TAB>...`` of Tiny
-    ImageNet's ``folder/val_annotations.txt``, its images in ``folder/images/``."""
-    path = folder / ANNOTATIONS
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) < 2:
-            raise UserError(f"{path}, line {n}: expected FILE<TAB>CLASS<TAB>..., not {line[:60]!r}")
-        image = folder / "images" / fields[0]
-        if not image.is_file():
-            raise UserError(f"{path}, line {n}: {image} does not exist (expected {folder}/images/<image>)")
-        items.append((str(image), fields[1]))
-    return items
 
 
 class Rescaled(torch.utils.data.Dataset):
