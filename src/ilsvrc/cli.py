@@ -427,19 +427,20 @@ def _pack(a) -> int:
     from .data.store import pack
 
     data = find(a.data)
+    given = {k: v for k, v in (("size", a.size), ("encoding", a.format)) if v is not None}  # else the packer's defaults
     if pickles_at(data):  # CIFAR as torchvision downloads it: its own pixels, raw
         if a.val_labels is not None:
             raise UserError(f"--val-labels labels a flat val/ folder; {data} holds CIFAR's pickles, labelled already")
-        m = pack_cifar(data, a.out, size=a.size, encoding=a.format, part_mib=a.part_size, progress=not a.no_progress)
+        m = pack_cifar(data, a.out, **given, part_mib=a.part_size, progress=not a.no_progress)
     elif archives_at(data):  # ILSVRC-2012's three archives as image-net.org serves them, read in place
         if a.val_labels is not None:
             raise UserError(f"--val-labels labels a flat val/ folder; {data} holds ILSVRC-2012's archives,"
                             " whose devkit labels them")
-        m = pack_archives(data, a.out, size=256 if a.size is None else a.size, encoding=a.format or "jpeg", quality=a.quality,
-                          part_mib=a.part_size, workers=a.workers, progress=not a.no_progress)
+        m = pack_archives(data, a.out, **given, quality=a.quality, part_mib=a.part_size, workers=a.workers,
+                          progress=not a.no_progress)
     else:
-        m = pack(data, a.out, size=256 if a.size is None else a.size, encoding=a.format or "jpeg", quality=a.quality,
-                 part_mib=a.part_size, workers=a.workers, progress=not a.no_progress, val_labels=a.val_labels)
+        m = pack(data, a.out, **given, quality=a.quality, part_mib=a.part_size, workers=a.workers,
+                 progress=not a.no_progress, val_labels=a.val_labels)
     for name, info in m["splits"].items():
         size = sum((Path(a.out) / p["file"]).stat().st_size for p in info["parts"])
         left_out = f", {len(info['skipped'])} unreadable left out" if info["skipped"] else ""
