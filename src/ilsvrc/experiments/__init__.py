@@ -6,7 +6,7 @@ figures and writes ``out/experiment.json`` (SCHEMA.md), which ``ilsvrc
 report`` turns into a page with the paper's numbers beside ours.
 
 Each experiment is a module here (``alexnet_fig1.py`` ...) with a ``run(ex)``
-function, and a plan ``<name>.toml`` beside it: its paper, its dataset, the
+function, and a plan ``<name>.plan.toml`` beside it: its paper, its dataset, the
 paper's published numbers (each with where it is printed), and its budgets:
 
 - ``quick``: small sizes, minutes on a CPU (the tests run it); its figures
@@ -59,18 +59,19 @@ from ..recipes import read_toml, toml_names
 from ..spread import Spread, mean_curve, plain
 
 BUDGETS = ("quick", "laptop", "sweep", "paper")
+PLAN = ".plan.toml"  # an experiment's plan, named apart from the recipes it trains (recipes/NAME.toml)
 
 
 def names() -> list[str]:
     """The experiments ``run`` knows."""
-    return toml_names(__name__)
+    return toml_names(__name__, PLAN)
 
 
 def plan(name: str) -> dict:
     """Experiment ``name``'s plan (its TOML file) as a dict."""
     if name not in names():
         raise UserError(f"unknown experiment {name!r}; known experiments: {', '.join(names())}")
-    return copy.deepcopy(read_toml(__name__, name))
+    return copy.deepcopy(read_toml(__name__, name, PLAN))
 
 
 def device_name(device: str) -> str:

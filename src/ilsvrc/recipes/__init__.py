@@ -62,15 +62,16 @@ from ..errors import UserError
 from .tables import CROPS, MEANS, SCHEDULES, TEST_CROPS, DataTable, OptimTable, Recipe, ScheduleTable  # noqa: F401
 
 
-def toml_names(package: str) -> list[str]:
-    """The TOML files of ``package``, by name without ".toml" (recipes, experiment plans)."""
-    return sorted(p.name[:-5] for p in resources.files(package).iterdir() if p.name.endswith(".toml"))
+def toml_names(package: str, suffix: str = ".toml") -> list[str]:
+    """The TOML files of ``package`` (recipes ``NAME.toml``, experiment plans
+    ``NAME.plan.toml``), by name without ``suffix``."""
+    return sorted(p.name.removesuffix(suffix) for p in resources.files(package).iterdir() if p.name.endswith(suffix))
 
 
 @cache
-def read_toml(package: str, name: str) -> dict:
-    """``package``'s ``name``.toml, parsed once (callers copy before changing it)."""
-    return tomllib.loads(resources.files(package).joinpath(f"{name}.toml").read_text())
+def read_toml(package: str, name: str, suffix: str = ".toml") -> dict:
+    """``package``'s file ``name`` + ``suffix``, parsed once (callers copy before changing it)."""
+    return tomllib.loads(resources.files(package).joinpath(f"{name}{suffix}").read_text())
 
 
 def names() -> list[str]:
