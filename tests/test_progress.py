@@ -57,8 +57,30 @@ def test_the_plan_line_says_why_the_batches_are_not_resident(tiny_data, tmp_path
     plan = capsys.readouterr().out.splitlines()[0]
     gib = 24 * 3 * 73 * 73 / 2**30  # 24 images at the recipe's 256 of 224, scaled to 64: 73 px
     assert f"workers batches (too large to keep in memory ({gib:.1f} GiB at 73x73): 0 CPU workers decode" in plan
+    assert "images/s (8 images made here at" in plan  # the rate they can give, measured: expected_rate
     cuda = sources.reason("auto", "workers", range(10), 256, torch.device("cuda"), 8)
     assert "8 CPU workers" in cuda and "`ilsvrc pack`" in cuda
     assert "decoded on the GPU" in sources.reason("auto", "stream", range(10), 256, torch.device("cuda"), 8)
     assert sources.reason("auto", "resident", range(10), 256, torch.device("cpu"), 0) == ""
     assert sources.reason("workers", "workers", range(10), 256, torch.device("cpu"), 0) == ""
+
+
+def test_the_expected_rate_is_the_workers_times_one_core_s_rate(monkeypatch):
+    """8 images over the split, each made once as a worker makes it, on a
+    clock that advances 25 ms an image: 40 images/s a core."""
+    from ilsvrc.data import sources
+
+    made, now = [], [0.0]
+
+    class Split:
+        def __len__(self):
+            return 100
+
+        def __getitem__(self, key):
+            made.append(key)
+            now[0] += 0.025
+
+    monkeypatch.setattr(sources.time, "perf_counter", lambda: now[0])
+    assert sources.expected_rate(Split(), 4) == ", at most about 160 images/s (8 images made here at 25.0 ms each on one core)"
+    assert [i for i, _ in made] == [0, 14, 28, 42, 57, 71, 85, 99]
+    assert sources.expected_rate(Split(), 0).startswith(", at most about 40 images/s")  # 0: the main process alone

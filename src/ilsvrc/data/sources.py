@@ -11,6 +11,7 @@
 stream for a packed store on a GPU, else workers.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -79,6 +80,21 @@ def reason(asked: str, kind: str, split, size: int, device: torch.device, worker
     return f"too large to keep in memory ({gib}): {workers} CPU workers decode every image every epoch"
 
 
+def expected_rate(images: Images, workers: int, n: int = 8) -> str:
+    """The plan line's words for the rate ``workers`` loader processes can
+    give: ``n`` training images, spread over the split, made here on one core
+    as a worker makes them (read, decoded, rescaled, cropped), times the
+    workers (one when 0: the main process makes them). An estimate: it counts
+    neither the cores the step itself takes nor the page cache."""
+    picks = sorted({round(i * (len(images) - 1) / max(n - 1, 1)) for i in range(min(n, len(images)))})
+    start = time.perf_counter()
+    for i in picks:
+        images[i, i]  # (index, seed)
+    each = (time.perf_counter() - start) / max(len(picks), 1)
+    return (f", at most about {max(workers, 1) / max(each, 1e-9):,.0f} images/s"
+            f" ({len(picks)} images made here at {1000 * each:.1f} ms each on one core)")
+
+
 def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device, batch_size: int, *, seed: int,
            test_crops: int, workers: int, progress: bool, rank: int = 0, world: int = 1) -> Source:
     """Batch makers for training (shuffled by epoch) and testing (in order)."""
@@ -90,6 +106,8 @@ def source(kind: str, dataset, transforms: PaperTransforms, device: torch.device
     test = _tests(kind, dataset.heldout, transforms, device, test_batch, test_crops, workers, progress, shard)
     if kind == "workers":
         train_images = Images(dataset.train, transforms)
+        if why:
+            why += expected_rate(train_images, workers)
         return Source(kind, lambda epoch, start: loader(train_images, batch_size, shuffle=True, seed=seed, epoch=epoch,
                                                         start_batch=start, workers=workers,
                                                         pin_memory=device.type == "cuda", **shard), test, why=why)
