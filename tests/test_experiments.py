@@ -32,16 +32,35 @@ def small(tmp_path_factory):
     return root
 
 
+def shorter(plan):
+    """``plan`` with its quick budget cut to 4 steps or 1 epoch a network
+    (on 24 images an epoch is a step, so the quick budget's 40 steps are 40
+    validations and 80 checkpoints): what is checked here is what each
+    experiment writes and computes from its runs, not what they learn."""
+    def cut(name):
+        p = plan(name)
+        quick = p["budget"]["quick"]
+        if "max_steps" in quick:
+            quick["max_steps"] = 4
+            quick.setdefault("settings", {})["milestones"] = [2, 3]
+        elif quick.get("settings", {}).get("epochs", 0) > 1 and name != "alexnet-fig1":  # (fig1: epochs to a target)
+            quick["settings"]["epochs"] = 1
+        return p
+    return cut
+
+
 @pytest.fixture(scope="module")
 def done(small, tmp_path_factory):
-    """Every experiment run once at the quick budget: name -> its folder."""
+    """Every experiment run once at the quick budget (``shorter``): name -> its folder."""
     out = tmp_path_factory.mktemp("experiments")
     folders = {}
-    for name in experiments.names():
-        data = small / ("cifar" if name in CIFAR_LIKE else "photos")
-        folders[name] = experiments.run(name, data, out / name, budget="quick", device="cpu", progress=False,
-                                        workers=0).parent
-    return folders
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(experiments, "plan", shorter(experiments.plan))
+        for name in experiments.names():
+            data = small / ("cifar" if name in CIFAR_LIKE else "photos")
+            folders[name] = experiments.run(name, data, out / name, budget="quick", device="cpu", progress=False,
+                                            workers=0).parent
+        yield folders
 
 
 def _numbers(value):
