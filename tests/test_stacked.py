@@ -71,11 +71,13 @@ def train_steps(runs: list[tuple[WholeStep, Schedule]], stacked: StackedStep | N
     return [{k: v.clone() for k, v in step.model.state_dict().items()} for step, _ in runs]
 
 
-@pytest.mark.parametrize("networks", [("resnet-20", "resnet-20"), ("resnet-20", "plain-20", "resnet-20")])
+@pytest.mark.parametrize("networks", [("resnet-20", "plain-20", "resnet-20")])
 def test_a_stacked_step_gives_each_runs_own_weights(networks):
-    """Two seeds of ResNet-20, and a plain network stacked between two residual
-    ones (its shortcuts gated off), across an lr drop, an epoch's short batch and
-    a new epoch: each run's weights, BN statistics and sums as alone."""
+    """A plain network stacked between two seeds of ResNet-20 (its shortcuts
+    gated off), across an lr drop, an epoch's short batch and a new epoch:
+    each run's weights, BN statistics and sums as alone. (Two seeds of
+    ResNet-20 alone, a case of its own until 2026-12-06, are runs 0 and 2 of
+    this one: 26 s of the suite for nothing this one does not check.)"""
     alone = [whole_step(name, seed, 6) for seed, name in enumerate(networks)]
     expected = train_steps(alone, None)
     runs = [whole_step(name, seed, 6) for seed, name in enumerate(networks)]
