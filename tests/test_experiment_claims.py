@@ -149,6 +149,7 @@ def test_the_laptop_budget_plans_what_results_md_ran(name, runs, tmp_path):
     assert "per_class" not in budget  # all of CIFAR-10's 50,000 training images
     if name == "resnet-cifar":
         assert all(j["iterations"] == budget["settings"]["iterations"] for j in jobs)
+        assert all(j["lr"] == 0.01 and j["milestones"] == [270] for j in jobs)  # every network at the warm-up rate
     else:
         assert all(j["until_train_error"] == 25.0 and j["lr"] == budget["lr"][j["activation"]] for j in jobs)
 
