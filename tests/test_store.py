@@ -21,7 +21,7 @@ from ilsvrc.data.datasets import open_dataset
 from ilsvrc.data.folders import SkippedImageWarning
 from ilsvrc.data.images import decode_rgb
 from ilsvrc.data.stats import Accumulator, Contribution, compute, load_or_compute, rgb_products
-from ilsvrc.data.store import MANIFEST, pack, write_store
+from ilsvrc.data.store import MANIFEST, open_store, pack, write_store
 from ilsvrc.device import default_workers
 
 from conftest import make_images, user_error
@@ -353,3 +353,22 @@ def test_a_pack_killed_between_a_line_and_the_unlink_it_orders_leaves_no_stray_f
     shutil.copy(partial / sums[-1], partial / sums[-2])  # the unlink the kill prevented
     assert main(["pack", str(tiny_data), str(out), *ARGS]) == 0
     assert files(out) == reference
+
+
+def test_a_raw_store_at_its_own_size_goes_resident_part_by_part(tmp_path, monkeypatch):
+    """Its parts copied whole, not read image by image through a loader
+    (CIFAR-10: about 50 s a run before): the pixels and labels of reading
+    each image, across parts of three images."""
+    from ilsvrc.data.resident import ResidentSplit
+    from ilsvrc.data.store import PackedSplit
+
+    (tmp_path / "src").mkdir()
+    write_store(tmp_path / "store", ["a", "b", "c", "d"], {"train": (10, rows(10, [])), "test": (5, rows(5, []))}, size=8,
+                encoding="raw", quality=None, part_mib=3 * 192 / 2**20, source=tmp_path / "src", progress=False)
+    split = open_store(tmp_path / "store").train
+    assert len(split.parts) == 4
+    expected = torch.stack([split.read(i, 8) for i in range(len(split))])
+    monkeypatch.setattr(PackedSplit, "read", lambda *a: pytest.fail("read image by image"))
+    resident = ResidentSplit(split, 8, torch.device("cpu"), progress=False)
+    assert torch.equal(resident.images, expected) and resident.valid == [True] * 10 and resident.skipped == []
+    assert resident.labels.tolist() == split.labels == [i % 4 for i in range(10)]

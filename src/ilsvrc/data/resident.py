@@ -9,6 +9,7 @@ the same order and with the same random draws as the worker loader's
 
 import weakref
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -17,6 +18,7 @@ from .batched import BatchTransforms
 from .folders import Rescaled
 from .images import warn_skipped
 from .order import Batch, EpochOrder, empty_batch
+from .store import PackedSplit
 
 
 def nbytes(split, size: int) -> int:
@@ -41,8 +43,16 @@ class ResidentSplit:
     def __init__(self, split, size: int, device: torch.device, workers: int = 0, progress: bool = True):
         self.split, self.device = split, device
         self.images = torch.empty(len(split), 3, size, size, dtype=torch.uint8, device=device)
-        loader = DataLoader(Rescaled(split, size), batch_size=None, num_workers=workers, generator=torch.Generator())
+        self.labels = torch.tensor(split.labels, dtype=torch.long, device=device)
         self.skipped, self.valid = [], []
+        if isinstance(split, PackedSplit) and split.encoding == "raw" and split.size == size:
+            # the pixels as stored: copied part by part, not read image by image (CIFAR-10's 50,000:
+            # 45-55 s through the loader, measured 2026-12-06 on 2 cores)
+            for start, pixels in split.raw_parts():
+                self.images[start : start + len(pixels)].copy_(torch.from_numpy(np.array(pixels)))
+            self.valid = [True] * len(split)
+            return
+        loader = DataLoader(Rescaled(split, size), batch_size=None, num_workers=workers, generator=torch.Generator())
         for i, (img, name) in enumerate(tqdm(loader, desc=f"load {split.name}", unit="img", disable=not progress, leave=False)):
             self.valid.append(img is not None)
             if img is None:
@@ -50,7 +60,6 @@ class ResidentSplit:
             else:
                 self.images[i].copy_(img)
         warn_skipped(self.skipped)
-        self.labels = torch.tensor(split.labels, dtype=torch.long, device=device)
 
     def __len__(self) -> int:
         return len(self.images)

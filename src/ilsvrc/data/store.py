@@ -113,6 +113,17 @@ class PackedSplit:
             return data[i * n : (i + 1) * n]
         return data[offsets[i] : offsets[i + 1]]
 
+    def raw_parts(self):
+        """A raw store's pixels as stored, part by part: ``(first index, its
+        images as one (count, 3, size, size) uint8 array)`` (memory-mapped)."""
+        if self.encoding != "raw":
+            raise ValueError(f"{self.root} holds JPEGs, not raw pixels")
+        if self._maps is None:
+            self._open()
+        n = 3 * self.size * self.size
+        for start, part, (data, _) in zip(self.starts, self.parts, self._maps):
+            yield start, data[: part["count"] * n].reshape(part["count"], 3, self.size, self.size)
+
     def read(self, index: int, size: int) -> torch.Tensor:
         raw = torch.from_numpy(np.array(self.encoded(index)))
         if self.encoding == "raw":
