@@ -171,4 +171,7 @@ def test_test_batches_hold_a_training_batch_worth_of_pixels():
     assert test_batch_size(128, 224, 1) == 128  # AlexNet: as in training
     assert test_batch_size(128, 224, 10) == 12  # ten crops of 12 images: 120 views
     assert test_batch_size(128, 32, 1) == 4096  # CIFAR-10's test set in three batches
+    assert test_batch_size(128, 32, 1, torch.device("cuda")) == 4096  # (a device that need not exist to be named)
+    assert test_batch_size(128, 32, 1, torch.device("cpu")) == 128  # a CPU: the training batch, its caches kept
+    assert test_batch_size(128, 224, 10, torch.device("cpu")) == 12
     assert test_batch_size(1, 224, 10) == 1

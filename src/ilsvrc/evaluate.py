@@ -179,7 +179,7 @@ def evaluate(
     per_image = {"centre": 1, "ten-crop": 10, "dense": 2 * len(qs), "multi-crop": 2 * GRID * GRID * len(qs),
                  "144-crop": 36 * len(qs)}[views]
     # the rule training validates with: a training batch's pixels, counted in views
-    bs = batch_size or test_batch_size(ckpt["config"]["optim"]["batch_size"], recipe_data["image_size"], per_image)
+    bs = batch_size or test_batch_size(ckpt["config"]["optim"]["batch_size"], recipe_data["image_size"], per_image, dev)
     workers = default_workers(workers)
     try:
         if views in ("centre", "ten-crop"):

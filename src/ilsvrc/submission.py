@@ -136,7 +136,7 @@ def write_submission(checkpoint, folder, out, devkit, *, ten_crop: bool = False,
     model = model_from_checkpoint(ckpt).to(dev).eval()
     transforms = transforms_from_checkpoint(ckpt)
     crops = 10 if ten_crop else 1
-    batch_size = batch_size or test_batch_size(ckpt["config"]["optim"]["batch_size"], transforms.image_size, crops)
+    batch_size = batch_size or test_batch_size(ckpt["config"]["optim"]["batch_size"], transforms.image_size, crops, dev)
     top = top_classes(model, images, transforms, dev, crops, batch_size, default_workers(workers), progress)
     text = "".join(" ".join(map(str, row)) + "\n" for row in table[top].tolist())
     ckpts.atomic_write(out, lambda f: f.write(text.encode()))
