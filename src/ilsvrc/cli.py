@@ -161,8 +161,8 @@ def _eval_arguments(sub) -> None:
     e.add_argument("--views", choices=VIEWS, help="test views: centre (default), ten-crop, dense (fully convolutional,"
                    " multi-scale), multi-crop (5x5 grid per scale), 144-crop (GoogLeNet)")
     e.add_argument("--scales", type=_sizes, metavar="Q,Q,...", help="test scales for dense, multi-crop and 144-crop (default: the recipe's)")
-    e.add_argument("--batch-size", type=int, help="images per batch (default: as training validates: a training batch's"
-                   " pixels, counted in views)")
+    e.add_argument("--batch-size", type=int, help="images per batch (default: as training validates: on a GPU a"
+                   " training batch's pixels at 224 px, counted in views; on a CPU a training batch's images)")
     e.add_argument("--loader", default="auto", choices=LOADERS,
                    help="where centre and ten-crop batches come from, as in train (default: auto)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
