@@ -237,7 +237,7 @@ def pack(
     dataset = open_folder(data, val_labels=val_labels)
     workers = default_workers(workers, cap=None)
     splits = {split.name: (len(split), Encoded(split.name, _Encoder(split, size, encoding, quality, split.name == "train"),
-                                               [label for _, label in split.items], workers))
+                                               split.labels, workers))
               for split in (dataset.train, dataset.heldout)}
     inputs = {split.name: split.fingerprint() for split in (dataset.train, dataset.heldout)}  # files, labels, sizes, times
     return write_store(out, dataset.classes, splits, size=size, encoding=encoding, quality=quality, part_mib=part_mib,
