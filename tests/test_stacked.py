@@ -38,15 +38,21 @@ CPU = torch.device("cpu")
 
 
 
-def whole_step(network: str, seed: int, batch_size: int) -> tuple[WholeStep, Schedule]:
-    """A float64 network's whole step on its own feed (seeded by ``seed``), and its schedule."""
+def whole_step(network: str, seed: int, batch_size: int, compiled: bool = True) -> tuple[WholeStep, Schedule]:
+    """A float64 network's whole step on its own feed (seeded by ``seed``), and
+    its schedule; ``compiled`` False: the same step uncompiled (an alone run's
+    reference: test_whole_step.py holds the compiled step to it, and each
+    compilation of ResNet-20's step costs about 8 s of a CPU)."""
     torch.manual_seed(seed)
     model = Double(build(network, 10, 32)).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     sched = Schedule(opt, {"kind": "steps", "factor": 0.1, "milestones": [3], "iterations": 6}, 0.1, network)
     feed = feed_for("resnet-cifar", 32, 32, batch_size, images=22)  # batches of 6: 6, 6, 6, 4
     feed.seed = seed  # the run's own order and draws
-    return WholeStep(model, opt, 0.0, CPU, batch_size, feed=feed, backend="aot_eager"), sched
+    step = WholeStep(model, opt, 0.0, CPU, batch_size, feed=feed, backend="aot_eager")
+    if not compiled:
+        step.compiled = step.step
+    return step, sched
 
 
 def train_steps(runs: list[tuple[WholeStep, Schedule]], stacked: StackedStep | None) -> list[dict]:
@@ -78,7 +84,7 @@ def test_a_stacked_step_gives_each_runs_own_weights(networks):
     each run's weights, BN statistics and sums as alone. (Two seeds of
     ResNet-20 alone, a case of its own until 2026-12-06, are runs 0 and 2 of
     this one: 26 s of the suite for nothing this one does not check.)"""
-    alone = [whole_step(name, seed, 6) for seed, name in enumerate(networks)]
+    alone = [whole_step(name, seed, 6, compiled=False) for seed, name in enumerate(networks)]
     expected = train_steps(alone, None)
     runs = [whole_step(name, seed, 6) for seed, name in enumerate(networks)]
     stacked = StackedStep([step for step, _ in runs], backend="aot_eager")
@@ -144,7 +150,8 @@ def assert_close_runs(a, b):
 
 def test_runs_stacked_through_the_trainer_end_as_alone_and_resume(tiny_data, tmp_path, float64_graph_runs):
     """Two seeds of ResNet-20 and a plain-20, stacked by train_together, stopped
-    after 6 steps and resumed stacked: each ends as it does alone."""
+    after 6 steps and resumed stacked: each ends as it does alone (with the
+    eager step: test_whole_step.py holds the whole step to it)."""
     jobs = [dict(float64_graph_runs, data=tiny_data, model=m, seed=s, out=tmp_path / "stacked" / f"{m}-{s}")
             for m, s in (("resnet-20", 0), ("resnet-20", 1), ("plain-20", 0))]
     train_together([{**job, "max_steps": 6} for job in jobs], device="cpu", progress=False, stack=True)
@@ -152,7 +159,7 @@ def test_runs_stacked_through_the_trainer_end_as_alone_and_resume(tiny_data, tmp
     last = train_together([{**job, "resume": True} for job in jobs], device="cpu", progress=False, stack=True)
     assert [r["step"] for r in last] == [8, 8, 8] and last[0]["lr"] == pytest.approx(0.01)
     for job in jobs:
-        alone = {**job, "out": tmp_path / "alone" / job["out"].name, "progress": False}
+        alone = {**job, "out": tmp_path / "alone" / job["out"].name, "compile": "eager", "progress": False}
         train(**alone, max_steps=6)
         train(**alone, resume=True)
         assert_close_runs(job["out"], alone["out"])
@@ -163,14 +170,14 @@ def test_a_failing_run_dissolves_its_stack_and_the_others_train_on(tiny_data, tm
     seed0 takes it with its own step and trains on alone, ending as alone."""
     jobs = [dict(float64_graph_runs, data=tiny_data, model="resnet-20", seed=s, out=tmp_path / f"seed{s}") for s in (0, 1)]
     jobs[1]["lr"] = 1e12  # diverges at once
-    other = dict(float64_graph_runs, data=tiny_data, model="resnet-32", out=tmp_path / "other")
+    other = dict(float64_graph_runs, data=tiny_data, model="resnet-32", out=tmp_path / "other", compile="eager")  # outside any stack
     with pytest.raises(UserError, match=r"seed1: training diverged") as failed:
         train_together(jobs + [other], device="cpu", progress=False, stack=True)
     assert "seed0" not in str(failed.value) and "other" not in str(failed.value)
     out = capsys.readouterr().out
     assert "stacked: seed0 + seed1" in out and "seed0: train on alone (seed1, stacked with them, ended)" in out
     assert rows(other["out"])[-1]["step"] == 8  # not in the stack: trained to its end
-    alone = {**jobs[0], "out": tmp_path / "alone", "progress": False}
+    alone = {**jobs[0], "out": tmp_path / "alone", "compile": "eager", "progress": False}
     train(**alone)
     assert_close_runs(jobs[0]["out"], alone["out"])
 
