@@ -87,6 +87,25 @@ def learn_data(tmp_path_factory) -> Path:
     return root
 
 
+def narrow_heads(patch: pytest.MonkeyPatch, units: int = 64) -> None:
+    """AlexNet's and VGG's fc6 and fc7 built with ``units`` units instead of
+    4096 (in this process), for tests of what is done around a network (its
+    runs, checkpoints, tables), not of the network: at 64 px AlexNet has 20M
+    parameters, 17M of them fc7's, and each epoch writes 240 MB of
+    checkpoints (the weights, their momentum, the best weights)."""
+    import ilsvrc.models.alexnet
+    import ilsvrc.models.vgg
+
+    for module in (ilsvrc.models.alexnet, ilsvrc.models.vgg):
+        patch.setattr(module, "HIDDEN_UNITS", units)
+
+
+@pytest.fixture
+def narrow(monkeypatch) -> None:
+    """``narrow_heads`` for one test."""
+    narrow_heads(monkeypatch)
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
     """Statistics are cached in a folder of the test session, not the user's."""
