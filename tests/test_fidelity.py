@@ -43,7 +43,9 @@ def test_milestones_are_the_papers_fractions():
 
 @pytest.fixture(scope="module")
 def compared(cifar_like, tmp_path_factory):
-    """Two seeds of the reference and of ilsvrc's eager step in float32 and bf16, 3 steps each."""
+    """Two seeds of the reference and of ilsvrc's eager step in float32, 3
+    steps each. (bf16 autocast on this CPU costs 27 s for the same two runs;
+    the bf16 variants' runs and pairing: ``test_a_bf16_variant_...``.)"""
     out = tmp_path_factory.mktemp("fidelity-runs")
     js = out / "fidelity.json"
     import contextlib
@@ -52,14 +54,14 @@ def compared(cifar_like, tmp_path_factory):
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert fidelity.main(["--data", str(cifar_like), "--iterations", "3", "--seeds", "2", "--device", "cpu",
-                              "--variants", "reference-float32,eager-float32,eager-bf16", "--out", str(out / "runs"),
+                              "--variants", "reference-float32,eager-float32", "--out", str(out / "runs"),
                               "--json", str(js), "--workers", "0", "--no-progress"]) == 0
     return out, json.loads(js.read_text()), printed.getvalue()
 
 
 def test_each_variant_reports_its_runs_and_the_verdict_is_their_arithmetic(compared):
     out, record, printed = compared
-    assert set(record["runs"]) == {"reference-float32", "eager-float32", "eager-bf16"}
+    assert set(record["runs"]) == {"reference-float32", "eager-float32"}
     for variant, runs in record["runs"].items():
         assert [r["seed"] for r in runs] == [0, 1]
         errors = [r["test_error"] for r in runs]
@@ -70,8 +72,8 @@ def test_each_variant_reports_its_runs_and_the_verdict_is_their_arithmetic(compa
     assert ilsvrc_rows[-1]["step"] == 3
     reference = json.loads((out / "runs" / "reference-float32" / "seed0.json").read_text())[0]
     assert reference["iterations"] == 3 and reference["milestones"] == [2, 2]  # round(1.5), round(2.25)
-    assert [c["variant"] for c in record["comparisons"]] == ["eager-float32", "eager-bf16"]
-    for c in record["comparisons"]:  # each against the float32 reference: there is no bf16 one
+    assert [c["variant"] for c in record["comparisons"]] == ["eager-float32"]
+    for c in record["comparisons"]:
         a = [r["test_error"] for r in record["runs"][c["variant"]]]
         b = [r["test_error"] for r in record["runs"]["reference-float32"]]
         diff, se = difference(Spread(a), Spread(b))
@@ -80,9 +82,35 @@ def test_each_variant_reports_its_runs_and_the_verdict_is_their_arithmetic(compa
         assert c["verdict"] == verdict(diff, se)
         line = f"ilsvrc {c['variant']} - reference-float32: {diff:+.2f} ± {se:.2f} points: {verdict(diff, se)}"
         assert line in printed
-    config = json.loads((out / "runs" / "ilsvrc-eager-bf16" / "seed0" / "config.json").read_text())
-    assert config["precision"] == "bf16"
     assert "batch norm, ilsvrc eager-float32 seed 0: test error" in printed
+
+
+def test_a_bf16_variant_trains_in_bf16_and_is_held_to_the_reference_of_its_precision_or_else_float32(tmp_path):
+    import argparse
+
+    a = argparse.Namespace(depth=20, data=tmp_path, seeds=2, iterations=8, workers=0)
+    jobs = fidelity.ilsvrc_jobs(a, ["eager-bf16", "graph-float32"], tmp_path)
+    assert [(j["variant"], j["compile"], j["precision"], j["seed"]) for j in jobs] == [
+        ("eager-bf16", "eager", "bf16", 0), ("eager-bf16", "eager", "bf16", 1),
+        ("graph-float32", "graph", "float32", 0), ("graph-float32", "graph", "float32", 1)]
+    assert jobs[0]["milestones"] == [4, 6] and jobs[0]["model"] == "resnet-20"
+
+    def runs(*errors):
+        return [{"test_error": e, "train_error": e / 2} for e in errors]
+
+    ref32, ours16, ours32 = runs(30.0, 32.0, 31.0), runs(35.0, 36.0), runs(29.0, 30.0)
+    _, comparisons = fidelity.summarise({"reference-float32": ref32, "eager-bf16": ours16, "eager-float32": ours32})
+    assert [(c["variant"], c["reference"]) for c in comparisons] == [("eager-bf16", "reference-float32"),
+                                                                     ("eager-float32", "reference-float32")]
+    diff, se = difference(Spread([35.0, 36.0]), Spread([30.0, 32.0, 31.0]))
+    assert (comparisons[0]["difference"], comparisons[0]["standard_error"]) == (diff, se) and diff == 4.5
+    assert comparisons[0]["verdict"] == verdict(diff, se)
+    ref16 = runs(40.0, 41.0)
+    _, comparisons = fidelity.summarise({"reference-float32": ref32, "reference-bf16": ref16, "eager-bf16": ours16,
+                                         "eager-float32": ours32})
+    assert [(c["variant"], c["reference"]) for c in comparisons] == [("eager-bf16", "reference-bf16"),
+                                                                     ("eager-float32", "reference-float32")]
+    assert comparisons[0]["difference"] == difference(Spread([35.0, 36.0]), Spread([40.0, 41.0]))[0] == -5.0
 
 
 def test_the_batchnorm_check_reads_the_run_and_recomputes_over_the_training_set(compared, monkeypatch):
