@@ -39,6 +39,10 @@ if os.environ.get("SHARES"):  # test_distributed's shares: each rank notes the s
         return read(self, indices)
 
     StreamedSplit._read = noted
+if os.environ.get("HIDDEN_UNITS"):  # AlexNet's fc6 and fc7 narrow, as conftest.narrow_heads in the test's process
+    import ilsvrc.models.alexnet
+
+    ilsvrc.models.alexnet.HIDDEN_UNITS = int(os.environ["HIDDEN_UNITS"])
 code = main(["train", *sys.argv[1:]])
 if held:
     print(f"the process group ended while {held} DistributedDataParallel held it", file=sys.stderr)
