@@ -1,4 +1,8 @@
-"""Training (AlexNet Sec. 5): it learns, it logs, and it resumes exactly."""
+"""Training (AlexNet Sec. 5): it learns, it logs, and it resumes exactly.
+
+The tests of what the trainer does around AlexNet (resuming, logging, the
+schedule, the checkpoint's use) build its fc6 and fc7 narrow (``narrow``,
+conftest.narrow_heads); the learning test trains the paper's network."""
 
 import json
 import math
@@ -90,7 +94,7 @@ def test_training_lowers_the_loss_and_beats_chance(learn_data, tmp_path):
 
 
 @pytest.mark.parametrize("data_loader", ["resident", "workers"])
-def test_resume_ends_where_the_uninterrupted_run_ends(tiny_data, tmp_path, data_loader):
+def test_resume_ends_where_the_uninterrupted_run_ends(tiny_data, tmp_path, data_loader, narrow):
     # 24 images in batches of 5: 5 steps an epoch; stop mid-epoch at 4, go on to 8
     common = dict(epochs=3, batch_size=5, seed=7, data_loader=data_loader, **SMALL)
     train("alexnet", tiny_data, tmp_path / "once", max_steps=8, **common)
@@ -107,7 +111,7 @@ def test_resume_ends_where_the_uninterrupted_run_ends(tiny_data, tmp_path, data_
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
 
 
-def test_run_directory_contents(tiny_data, tmp_path):
+def test_run_directory_contents(tiny_data, tmp_path, narrow):
     out = tmp_path / "run"
     row = train("alexnet", tiny_data, out, epochs=2, batch_size=8, **SMALL)
     assert {p.name for p in out.iterdir()} >= {"config.json", "metrics.jsonl", "tb", "last.pt", "best.pt"}
@@ -125,7 +129,7 @@ def test_run_directory_contents(tiny_data, tmp_path):
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
 
 
-def test_learning_rate_is_divided_when_validation_stops_improving(tiny_data, tmp_path):
+def test_learning_rate_is_divided_when_validation_stops_improving(tiny_data, tmp_path, narrow):
     # lr 0 keeps the validation error flat, so with patience 0 every epoch
     # after the first divides it, three times and no more
     train("alexnet", tiny_data, tmp_path / "run", epochs=6, batch_size=24, lr=1e-30, patience=0, **SMALL)
@@ -135,7 +139,7 @@ def test_learning_rate_is_divided_when_validation_stops_improving(tiny_data, tmp
     assert sorted(set(lrs), reverse=True) == pytest.approx([1e-30, 1e-31, 1e-32, 1e-33])
 
 
-def test_eval_and_predict_work_from_the_checkpoint_alone(tiny_data, tmp_path, capsys):
+def test_eval_and_predict_work_from_the_checkpoint_alone(tiny_data, tmp_path, capsys, narrow):
     out = tmp_path / "run"
     train("alexnet", tiny_data, out, epochs=1, batch_size=8, **SMALL)
     heldout = unbalanced_heldout(tiny_data, tmp_path / "heldout")
@@ -233,7 +237,7 @@ def test_sigterm_saves_the_place_and_exits_130(tiny_data, tmp_path):
     assert ckpt["step"] >= 6
 
 
-def test_compiled_training_matches_eager(tiny_data, tmp_path):
+def test_compiled_training_matches_eager(tiny_data, tmp_path, narrow):
     common = dict(epochs=1, batch_size=8, seed=1, max_steps=2, dropout=0.0, **SMALL)
     train("alexnet", tiny_data, tmp_path / "eager", compile=False, **common)
     train("alexnet", tiny_data, tmp_path / "compiled", compile=True, **common)
