@@ -32,12 +32,12 @@ def test_smoke_run_writes_the_summary_and_json(tmp_path):
     assert machine["name"] == "machine" and machine["result"]["torch"]
     assert together["name"] == "together" and together["status"] == "ok", together
     result = together["result"]  # the section's own JSON, gathered
-    assert result["models"] == ["resnet-20", "plain-20"]
+    assert result["models"] == ["alexnet-fig1", "alexnet-fig1"]  # two seeds
     for way in ("alone", "together", "stacked"):
         assert math.isfinite(result["ways"][way]["images_per_s"])
         if way != "alone":
             assert math.isclose(result["ratios"][way], result["ways"]["alone"]["seconds"] / result["ways"][way]["seconds"])
-    assert result["ways"]["stacked"]["stacks"] == ["resnet-20+plain-20"]  # the plain twin stacks with the residual one
+    assert result["ways"]["stacked"]["stacks"] == ["alexnet-fig1+alexnet-fig1"]
     md = (tmp_path / "summary.md").read_text()
     assert "| together | ok |" in md and "together / one after another" in md and "stacked / one after another" in md
 
