@@ -110,7 +110,8 @@ def outside_ops(events) -> list[str]:
                        and (o.time_range.start, o.time_range.end) != (e.time_range.start, e.time_range.end) for o in outside)]
 
 
-@pytest.mark.parametrize("network, batch_size", [("resnet-20", 4), ("resnet-20", 8), ("resnet-32", 4)])
+# (until 2026-12-06 also resnet-20 on 8: an operator per parameter or per image would show in either case)
+@pytest.mark.parametrize("network, batch_size", [("resnet-20", 4), ("resnet-32", 8)])
 def test_a_step_through_the_trainer_runs_nothing_outside_its_graph(network, batch_size, tiny_data, tmp_path, monkeypatch):
     """torch.profiler from the end of the first step to the start of the
     third (the second step and the trainer's bookkeeping after it): whatever the number
