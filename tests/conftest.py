@@ -106,6 +106,15 @@ def narrow(monkeypatch) -> None:
     narrow_heads(monkeypatch)
 
 
+@pytest.fixture(scope="module")
+def narrow_module():
+    """``narrow_heads`` for a module's tests and its module-scoped runs
+    (which ask for it, so that it is in place before they train)."""
+    with pytest.MonkeyPatch.context() as patch:
+        narrow_heads(patch)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
     """Statistics are cached in a folder of the test session, not the user's."""

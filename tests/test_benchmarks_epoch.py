@@ -58,10 +58,11 @@ def _timed(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+# The tests that train take AlexNet's recipe with its fc6 and fc7 narrow (``narrow``, conftest.narrow_heads)
 TINY = ["--device", "cpu", "--image-size", "64", "--batch-size", "4", "--no-compile", "--workers", "0"]
 
 
-def test_epoch_benchmark_reports_every_source(epoch, data, tmp_path, capsys, monkeypatch):
+def test_epoch_benchmark_reports_every_source(epoch, data, tmp_path, capsys, monkeypatch, narrow):
     path, stores = tmp_path / "epoch.json", tmp_path / "stores"
     kept = recomputed_errors(epoch, monkeypatch)
     out = epoch.main(["--data", str(data), *TINY, "--max-steps", "2", "--store-dir", str(stores),
@@ -111,7 +112,7 @@ def test_epoch_benchmark_refuses_bad_settings(epoch, data):
 
 
 def test_time_to_accuracy_stops_at_the_first_validation_that_reaches_the_target(tta, data, tmp_path, capsys,
-                                                                                monkeypatch):
+                                                                                monkeypatch, narrow):
     path = tmp_path / "tta.json"
     kept = recomputed_errors(tta, monkeypatch)
     out = tta.main(["--data", str(data), *TINY, "--epochs", "3", "--target", "100", "--loader", "workers",
@@ -134,7 +135,7 @@ def test_time_to_accuracy_stops_at_the_first_validation_that_reaches_the_target(
     assert json.loads(path.read_text()) == json.loads(json.dumps(out))
 
 
-def test_time_to_accuracy_says_when_the_target_is_not_reached(tta, data, tmp_path):
+def test_time_to_accuracy_says_when_the_target_is_not_reached(tta, data, tmp_path, narrow):
     out = tta.main(["--data", str(data), *TINY, "--max-steps", "1", "--target", "0", "--out", str(tmp_path / "run")])
     assert out["result"]["reached"] is False and out["result"]["epochs"] == 1 and out["result"]["steps"] == 1
     assert (tmp_path / "run" / "metrics.jsonl").exists()  # --out keeps the run

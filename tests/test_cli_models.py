@@ -55,7 +55,7 @@ def test_bad_model_settings_are_one_line_errors(capsys, tiny_data, tmp_path, arg
     assert words in line and not (tmp_path / "run").exists()
 
 
-def test_vgg_deeper_configuration_starts_from_a_trained_a(tiny_data, tmp_path):
+def test_vgg_deeper_configuration_starts_from_a_trained_a(tiny_data, tmp_path, narrow):  # fc6, fc7 narrow: conftest
     common = ["--recipe", "vgg", "--data", str(tiny_data), "--max-steps", "1", "--batch-size", "4",
               "--image-size", "32", *FAST[2:]]
     assert main(["train", "--model", "vgg-a", "--out", str(tmp_path / "a"), *common]) == 0

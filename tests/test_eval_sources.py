@@ -6,8 +6,11 @@ import pytest
 from ilsvrc import evaluate, train
 
 
+pytestmark = pytest.mark.usefixtures("narrow_module")  # AlexNet's fc6 and fc7 narrow (conftest.narrow_heads)
+
+
 @pytest.fixture(scope="module")
-def run(tiny_data, tmp_path_factory):
+def run(tiny_data, tmp_path_factory, narrow_module):
     out = tmp_path_factory.mktemp("eval-sources") / "run"
     train("alexnet", tiny_data, out, max_steps=2, image_size=64, batch_size=8, device="cpu", workers=0, progress=False)
     return out

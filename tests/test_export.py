@@ -23,8 +23,11 @@ SIZE = 64  # a small network input, so that a step and an export take seconds on
 JIT_DEPRECATED = "ignore:`torch.jit.:FutureWarning"  # torch 2.14 announces TorchScript's end; it still works
 
 
+pytestmark = pytest.mark.usefixtures("narrow_module")  # AlexNet's fc6 and fc7 narrow (conftest.narrow_heads)
+
+
 @pytest.fixture(scope="module")
-def run(tiny_data, tmp_path_factory):
+def run(tiny_data, tmp_path_factory, narrow_module):
     """A run directory trained for one step on the three tiny classes."""
     out = tmp_path_factory.mktemp("export") / "run"
     train("alexnet", tiny_data, out, max_steps=1, image_size=SIZE, batch_size=4, device="cpu", workers=0, progress=False)

@@ -63,7 +63,7 @@ def sidecar_view(image, p: dict) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("recipe, model, size, mean", NETWORKS, ids=[n[1] or n[0] for n in NETWORKS])
-def test_the_exported_network_gives_predicts_probabilities(recipe, model, size, mean, tiny_data, tmp_path):
+def test_the_exported_network_gives_predicts_probabilities(recipe, model, size, mean, tiny_data, tmp_path, narrow):
     run = tmp_path / "run"
     train(recipe, tiny_data, run, model=model, max_steps=1, batch_size=4, image_size=size, device="cpu", workers=0,
           progress=False)

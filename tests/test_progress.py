@@ -8,7 +8,7 @@ from ilsvrc import recipes, train
 from ilsvrc.train import _say_if_long
 
 
-def test_a_plan_line_then_one_bar_for_the_whole_run(tiny_data, tmp_path, capsys):
+def test_a_plan_line_then_one_bar_for_the_whole_run(tiny_data, tmp_path, capsys, narrow):
     # 24 images in batches of 8: 3 steps an epoch, 2 epochs: the bar counts to 6
     common = dict(epochs=2, batch_size=8, image_size=64, device="cpu", workers=0)
     train("alexnet", tiny_data, tmp_path / "run", max_steps=4, progress=False, **common)
@@ -43,7 +43,7 @@ def test_explicit_settings_win_over_the_preset(tiny_data, tmp_path):
     assert row["step"] == 2  # the preset's 400 steps gave way to iterations=2
 
 
-def test_the_plan_line_says_why_the_batches_are_not_resident(tiny_data, tmp_path, capsys, monkeypatch):
+def test_the_plan_line_says_why_the_batches_are_not_resident(tiny_data, tmp_path, capsys, monkeypatch, narrow):
     """Too large for memory, a folder trains from CPU workers, and the plan
     line says so with the size; on a GPU it names `ilsvrc pack` (which lets a
     store stream, decoded on the GPU); resident or asked for, it says nothing."""

@@ -73,7 +73,7 @@ def test_a_corrupt_image_is_skipped_warned_and_counted(tmp_path):
     assert json.loads((tmp_path / "store" / MANIFEST).read_text())["splits"]["train"]["skipped"][0].endswith("bad.JPEG")
 
 
-def test_training_and_eval_read_a_store(tiny_data, tmp_path, capsys):
+def test_training_and_eval_read_a_store(tiny_data, tmp_path, capsys, narrow):
     assert main(["pack", str(tiny_data), str(tmp_path / "store"), "--size", "73", "--workers", "0", "--no-progress"]) == 0
     assert "train: 24 images in 1 part(s)" in capsys.readouterr().out
     losses = {}
