@@ -226,7 +226,8 @@ def test_killed_training_ends_bitwise_where_the_uninterrupted_run_ends(tiny_data
 
 def test_sigterm_saves_the_place_and_exits_130(tiny_data, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ilsvrc", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "50",
+    narrow = "import ilsvrc.models.alexnet\nilsvrc.models.alexnet.HIDDEN_UNITS = 64\n"  # as conftest.narrow_heads
+    cmd = cli_with(tmp_path, narrow) + ["train", "--data", str(tiny_data), "--out", str(out), "--epochs", "50",
            "--batch-size", "4", "--image-size", "64", "--device", "cpu", "--workers", "0", "--no-progress"]
     proc = started(cmd, until=out / "last.pt")
     proc.send_signal(signal.SIGTERM)
