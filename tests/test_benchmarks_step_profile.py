@@ -13,7 +13,7 @@ from conftest import load_benchmark
 def test_each_mode_reports_its_step(tmp_path, capsys, monkeypatch):
     import ilsvrc.step
 
-    monkeypatch.setattr(ilsvrc.step, "BACKEND", "aot_eager")  # the same graph, no C++ to compile
+    monkeypatch.setattr(ilsvrc.step, "BACKEND", "eager")  # dynamo's graph run as traced: no C++, no AOTAutograd
     bench = load_benchmark("step_profile")
     out = tmp_path / "p.json"
     assert bench.main(["--device", "cpu", "--modes", "graph,eager", "--batch-size", "4", "--images", "16",
