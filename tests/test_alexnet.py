@@ -14,19 +14,27 @@ def paper_net(**variant):
     return build("alexnet", num_classes=1000, **variant)
 
 
+def paper_shapes(**variant):
+    """The network on the meta device: its layers and every tensor's shape,
+    no weights drawn (61M of them at 224 px: most of this file's time when
+    each test drew them)."""
+    with torch.device("meta"):
+        return build("alexnet", num_classes=1000, **variant)
+
+
 def test_parameter_count_matches_the_paper():
-    assert sum(p.numel() for p in paper_net().parameters()) == 60_965_224
+    assert sum(p.numel() for p in paper_shapes().parameters()) == 60_965_224
 
 
 def test_layer_names_are_the_papers():
-    keys = set(paper_net().state_dict())
+    keys = set(paper_shapes().state_dict())
     for name in ("features.conv1.weight", "features.conv5.bias", "classifier.fc6.weight", "classifier.fc8.bias"):
         assert name in keys
 
 
 def test_layer_output_sizes_for_a_224_input():
-    net = paper_net().eval()
-    sizes, x = {}, torch.randn(2, 3, 224, 224)
+    net = paper_shapes().eval()
+    sizes, x = {}, torch.randn(2, 3, 224, 224, device="meta")
     for name, layer in net.features.named_children():
         x = layer(x)
         sizes[name] = (x.shape[1], x.shape[2])
@@ -36,17 +44,17 @@ def test_layer_output_sizes_for_a_224_input():
     assert sizes["pool2"] == (256, 13)
     assert sizes["conv3"] == (384, 13) and sizes["conv4"] == (384, 13) and sizes["conv5"] == (256, 13)
     assert sizes["pool5"] == (256, 6)
-    assert net(torch.randn(2, 3, 224, 224)).shape == (2, 1000)
+    assert net(torch.randn(2, 3, 224, 224, device="meta")).shape == (2, 1000)
 
 
 def test_grouped_layers_and_layer_order():
-    f = paper_net().features
+    f = paper_shapes().features
     assert [f.conv1.groups, f.conv2.groups, f.conv3.groups, f.conv4.groups, f.conv5.groups] == [1, 2, 1, 2, 2]
     order = list(dict(f.named_children()))
     assert order.index("act1") < order.index("lrn1") < order.index("pool1")  # LRN after ReLU (Sec. 3.3)
     assert order.index("act2") < order.index("lrn2") < order.index("pool2")
     assert f.pool1.kernel_size == 3 and f.pool1.stride == 2  # overlapping pooling (Sec. 3.4)
-    c = paper_net().classifier
+    c = paper_shapes().classifier
     order = list(dict(c.named_children()))
     assert order == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
     assert c.drop6.p == 0.5 and c.drop7.p == 0.5
@@ -73,7 +81,7 @@ def test_towers_stay_separate_from_conv1_to_conv2(tower_layout):
 
 
 def test_one_tower_mixes_everything():
-    f = paper_net(towers=1).features
+    f = paper_shapes(towers=1).features
     assert f.conv2.groups == f.conv4.groups == f.conv5.groups == 1
     assert f.lrn1.groups == 1
 
@@ -111,21 +119,21 @@ def test_initialisation_draws_are_section_5s_rule_written_out():
 
 @pytest.mark.parametrize("removed", ["conv3", "conv4", "conv5"])
 def test_removing_a_middle_conv_layer_fixes_the_channels(removed):
-    net = paper_net(remove_conv=removed).eval()
+    net = paper_shapes(remove_conv=removed).eval()
     names = dict(net.features.named_children())
     assert removed not in names
-    assert net(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+    assert net(torch.randn(1, 3, 224, 224, device="meta")).shape == (1, 1000)
 
 
 def test_ablation_switches():
-    f = paper_net(lrn=False).features
+    f = paper_shapes(lrn=False).features
     assert not any(isinstance(m, nn.LocalResponseNorm) or "lrn" in n for n, m in f.named_children())
-    f = paper_net(pool="2/2").features
+    f = paper_shapes(pool="2/2").features
     assert f.pool1.kernel_size == 2 and f.pool1.stride == 2
-    assert paper_net(pool="2/2").eval()(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
-    net = paper_net(activation="tanh")
+    assert paper_shapes(pool="2/2").eval()(torch.randn(1, 3, 224, 224, device="meta")).shape == (1, 1000)
+    net = paper_shapes(activation="tanh")
     assert isinstance(net.features.act1, nn.Tanh) and isinstance(net.classifier.relu6, nn.Tanh)
-    assert paper_net(dropout=0.0).classifier.drop6.p == 0.0
+    assert paper_shapes(dropout=0.0).classifier.drop6.p == 0.0
 
 
 def test_small_inputs_give_a_smaller_fc6():
