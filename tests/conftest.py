@@ -87,7 +87,13 @@ def learn_data(tmp_path_factory) -> Path:
     return root
 
 
-def narrow_heads(patch: pytest.MonkeyPatch, units: int = 64) -> None:
+NARROW_UNITS = 64  # fc6's and fc7's units in ``narrow_heads``
+# ``narrow_heads`` in a process the test starts (cli_with's patch; torchrun_train.py reads $HIDDEN_UNITS)
+NARROW_PATCH = ("import ilsvrc.models.alexnet, ilsvrc.models.vgg\n"
+                f"ilsvrc.models.alexnet.HIDDEN_UNITS = ilsvrc.models.vgg.HIDDEN_UNITS = {NARROW_UNITS}\n")
+
+
+def narrow_heads(patch: pytest.MonkeyPatch, units: int = NARROW_UNITS) -> None:
     """AlexNet's and VGG's fc6 and fc7 built with ``units`` units instead of
     4096 (in this process), for tests of what is done around a network (its
     runs, checkpoints, tables), not of the network: at 64 px AlexNet has 20M

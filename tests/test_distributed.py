@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from conftest import NARROW_UNITS
 from ilsvrc import train
 
 # Dropout off: each rank draws its own masks, so with dropout the two runs
@@ -34,8 +35,9 @@ def test_two_processes_match_one_and_resume(tiny_data, tmp_path, narrow):
     one = train("alexnet", tiny_data, tmp_path / "one", epochs=2, batch_size=6, image_size=64, dropout=0.0,
                 device="cpu", workers=0, progress=False, seed=3, max_steps=6)
     out = str(tmp_path / "two")
-    torchrun(["--data", str(tiny_data), "--out", out, "--max-steps", "3", *COMMON], tmp_path, HIDDEN_UNITS="64")
-    torchrun(["--data", str(tiny_data), "--out", out, "--max-steps", "6", "--resume", *COMMON], tmp_path, HIDDEN_UNITS="64")
+    narrow = {"HIDDEN_UNITS": str(NARROW_UNITS)}  # read by torchrun_train.py
+    torchrun(["--data", str(tiny_data), "--out", out, "--max-steps", "3", *COMMON], tmp_path, **narrow)
+    torchrun(["--data", str(tiny_data), "--out", out, "--max-steps", "6", "--resume", *COMMON], tmp_path, **narrow)
     a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     assert b["step"] == a["step"] == 6 and len(b["rng"]) == 2

@@ -13,7 +13,7 @@ from ilsvrc.data.transforms import PaperTransforms
 from ilsvrc.models import build, entry, names
 from ilsvrc.schedule import check as check_schedule
 
-from conftest import make_images, narrow_heads
+from conftest import make_images
 from test_transforms import fake_stats
 
 FORMAT = {  # recipes/__init__.py: the keys every recipe has
@@ -86,11 +86,10 @@ def test_recipe_follows_the_format_and_its_values_are_usable(recipe):
 
 
 @pytest.mark.parametrize("recipe", [r for r, s in SETTINGS.items() if s])
-def test_recipe_trains_and_lowers_the_loss(recipe, generated, tmp_path, monkeypatch):
+def test_recipe_trains_and_lowers_the_loss(recipe, generated, tmp_path, narrow):
     """The first epoch's mean loss (steps 1-6) against the last's (25-30).
     VGG's fc6 and fc7 narrow (conftest.narrow_heads): at 32 px they are 19M
     of VGG-A's 28M parameters, and what is tested is the recipe's pipeline."""
-    narrow_heads(monkeypatch)
     s = dict(SETTINGS[recipe])
     plan = recipes.load(recipe)
     lr = plan["optim"]["lr"] * s.pop("lr_scale", 1.0)

@@ -20,7 +20,7 @@ from ilsvrc.cli import main
 from ilsvrc.data.datasets import open_dataset
 from ilsvrc.models import build
 
-from conftest import cli_with, started
+from conftest import NARROW_PATCH, cli_with, started
 
 SMALL = dict(image_size=64, device="cpu", workers=0, progress=False)
 
@@ -225,8 +225,7 @@ def test_killed_training_ends_bitwise_where_the_uninterrupted_run_ends(tiny_data
 
 def test_sigterm_saves_the_place_and_exits_130(tiny_data, tmp_path):
     out = tmp_path / "run"
-    narrow = "import ilsvrc.models.alexnet\nilsvrc.models.alexnet.HIDDEN_UNITS = 64\n"  # as conftest.narrow_heads
-    cmd = cli_with(tmp_path, narrow) + ["train", "--data", str(tiny_data), "--out", str(out), "--epochs", "50",
+    cmd = cli_with(tmp_path, NARROW_PATCH) + ["train", "--data", str(tiny_data), "--out", str(out), "--epochs", "50",
            "--batch-size", "4", "--image-size", "64", "--device", "cpu", "--workers", "0", "--no-progress"]
     proc = started(cmd, until=out / "last.pt")
     proc.send_signal(signal.SIGTERM)
